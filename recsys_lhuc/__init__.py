@@ -1,0 +1,1 @@
+"""PPNet-style ranking with LHUC gates (recsys port)."""

@@ -33,7 +33,8 @@ class GatedTower(nn.Module):
                  gate_hidden: int | None = None, fused_gates: bool = True, dropout: float = 0.0):
         super().__init__()
         if gate_position not in GATE_POSITIONS:
-            raise ValueError(f"gate_position must be one of {GATE_POSITIONS}, got {gate_position!r}")
+            raise ValueError(f"gate_position must be one of {GATE_POSITIONS}, "
+                             f"got {gate_position!r}")
         if logit_gate and gate_position == "output":
             raise ValueError("logit_gate needs gate_position='input': with output gates the last "
                              "hidden layer's gate already scales the logit layer's input")

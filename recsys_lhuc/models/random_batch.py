@@ -2,7 +2,7 @@
 
 import torch
 
-from recsys_lhuc.spec import FeatureSpec
+from recsys_lhuc.spec import FeatureSpec, Field
 
 
 def random_batch(spec: FeatureSpec, batch_size: int, generator: torch.Generator | None = None,
@@ -20,3 +20,11 @@ def random_batch(spec: FeatureSpec, batch_size: int, generator: torch.Generator 
     batch.update({name: torch.randint(0, 2, (batch_size,), generator=g).float()
                   for name in spec.labels})
     return {k: v.to(device) for k, v in batch.items()}
+
+
+def tiny_spec() -> FeatureSpec:
+    """A small spec with every kind of field (two tasks, two personal ids) for tests and demos."""
+    return FeatureSpec(
+        categorical=[Field("user_id", 20, 8), Field("item_id", 30, 8), Field("occupation", 5, 4)],
+        numeric=["age"], multi=[Field("genres", 10, 4, max_len=3)], label="like",
+        extra_labels=["watch"], personal_ids=["user_id", "item_id"], user_field="user_id")

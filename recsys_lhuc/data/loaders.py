@@ -1,8 +1,8 @@
 """Raw loaders: each returns one interaction DataFrame with user and item side features merged in.
 
 Standard column names: ``user_id``, ``item_id``, ``rating``, ``timestamp``, plus side features
-(``age``, ``gender``, ``occupation``, ``genres`` as a "|"-joined string, ...). ``df.attrs["source"]``
-names the file that errors should point at, and column ``_row`` is the row in that file.
+(``age``, ``gender``, ``occupation``, ``genres`` as a "|"-joined string, ...).
+``df.attrs["source"]`` names the file that errors should point at, and column ``_row`` is the row in that file.
 """
 from __future__ import annotations
 
@@ -127,7 +127,8 @@ def find_ml100k(path=None) -> Path:
     raise DataError(
         f"MovieLens-100K not found (looked in {[str(c) for c in candidates]}). Put the GroupLens "
         f"files u.data, u.user, u.item (from {GROUPLENS_ML100K}) or RecBole's ml-100k.inter/"
-        f".user/.item in a folder and pass it as data.path, or unpack them into {CACHE / 'ml-100k'}.")
+        f".user/.item in a folder and pass it as data.path, or unpack them into "
+        f"{CACHE / 'ml-100k'}.")
 
 
 def load_ml100k(path=None) -> pd.DataFrame:

@@ -21,8 +21,13 @@ import pandas as pd
 from ..spec import FeatureSpec, Field
 from .checks import DataError, check_binary, check_columns, check_finite
 from .loaders import CACHE, load_source, source_files
-from .protocols import SPLITS, add_sampled_negatives, label_from_rating, split_random, \
-    split_temporal
+from .protocols import (
+    SPLITS,
+    add_sampled_negatives,
+    label_from_rating,
+    split_random,
+    split_temporal,
+)
 from .synthetic import generate
 from .vocab import Vocab, encode_multi, split_tokens
 

@@ -1,4 +1,4 @@
-"""torchrun DDP on CPU with gloo and 2 processes: ranks stay in sync and match big-batch training."""
+"""torchrun DDP on CPU, gloo, 2 processes: ranks stay in sync and match big-batch training."""
 
 import os
 import subprocess

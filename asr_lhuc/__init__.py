@@ -1,0 +1,1 @@
+"""asr_lhuc: LHUC speaker adaptation for SpeechBrain ASR models."""

@@ -1,0 +1,123 @@
+"""speechocean762 (OpenSLR 101): Kaldi-style folder -> train/valid/test(+adapt/eval) manifests.
+
+Layout (the official release, or the copy in ``../shared/data/speechocean762``)::
+
+    <root>/train/{text,utt2spk,spk2utt,spk2age,spk2gender,wav.scp}
+    <root>/test/{...same...}
+    <root>/WAVE/SPEAKERxxxx/<utt>.{WAV,wav,flac}    (wav.scp paths are relative to <root>)
+
+Splits: ``valid`` = a few whole training speakers held out (seeded, children and adults in
+proportion), ``train`` = the other training speakers, ``test`` = every test speaker. For
+adaptation experiments each test speaker's utterances are split again into ``test_adapt``
+(``n_adapt_utts`` per speaker) and ``test_eval`` (the rest).
+"""
+
+import logging
+from pathlib import Path
+
+from .audio import DEFAULT_SILENCE_PEAK
+from .hub import HUB_REPO_ID, export_hub_copy, looks_like_hub_id
+from .kaldi import keep_usable_audio, read_kaldi_split
+from .manifest import is_prepared, manifest_paths, save_prepared
+from .splits import age_group, limit, pick_speakers, split_adapt_eval, split_by_speaker
+from .summary import PrepSummary
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ["train", "valid", "test", "test_adapt", "test_eval"]
+SAMPLE_RATE = 16000
+SPEAKER_PREFIX = "spk"  # "0001" -> "spk0001", so no tool mistakes speaker ids for numbers
+
+
+def prepare_speechocean762(
+    data_folder: str | Path,
+    save_folder: str | Path,
+    n_valid_speakers: int = 5,
+    n_adapt_utts: int = 5,
+    seed: int = 1234,
+    max_speakers: int | None = None,
+    max_utts: int | None = None,
+    silence_peak: float = DEFAULT_SILENCE_PEAK,
+    skip_prep: bool = False,
+) -> dict[str, Path]:
+    """Write train/valid/test/test_adapt/test_eval CSVs for speechocean762 into ``save_folder``.
+
+    Arguments
+    ---------
+    data_folder : corpus root in the Kaldi layout above, or the hub id
+        ``"mispeech/speechocean762"`` (needs network; exported once into ``save_folder/hub``).
+    save_folder : where the CSVs, ``prep_summary.json`` and ``prep_options.json`` go.
+    n_valid_speakers : training speakers held out (whole) as ``valid``.
+    n_adapt_utts : utterances per test speaker in ``test_adapt``; the rest go to ``test_eval``.
+    seed : seeds every random choice.
+    max_speakers, max_utts : optional caps per split (speakers, seeded and age-stratified) and
+        per speaker (first utterances by ID), for quick tests.
+    silence_peak : recordings whose peak |sample| is below this are skipped as silent.
+    skip_prep : return the CSV paths without doing anything.
+
+    Returns a dict split -> CSV path. Nothing is redone if the CSVs exist with the same options.
+    """
+    save_folder = Path(save_folder)
+    paths = manifest_paths(save_folder, SPLITS)
+    if skip_prep:
+        return paths
+    options = {
+        "corpus": "speechocean762", "data_folder": str(data_folder),
+        "n_valid_speakers": n_valid_speakers, "n_adapt_utts": n_adapt_utts, "seed": seed,
+        "max_speakers": max_speakers, "max_utts": max_utts, "silence_peak": silence_peak,
+    }
+    if is_prepared(save_folder, options, SPLITS):
+        logger.info("speechocean762 already prepared in %s; skipping", save_folder)
+        return paths
+    root = _corpus_root(data_folder, save_folder)
+    summary = PrepSummary("speechocean762")
+    train_all = _read_split(root, "train", summary, max_speakers, max_utts, seed, silence_peak)
+    test = _read_split(root, "test", summary, max_speakers, max_utts, seed, silence_peak)
+
+    speakers = sorted({u.spk_id for u in train_all})
+    ages = {u.spk_id: u.age for u in train_all}
+    valid_speakers = pick_speakers(
+        speakers, n_valid_speakers, seed, group_of=lambda spk: age_group(ages[spk])
+    )
+    if len(valid_speakers) >= len(speakers):
+        raise ValueError(
+            f"n_valid_speakers={n_valid_speakers} leaves no training speaker out of "
+            f"{len(speakers)}; lower n_valid_speakers or raise max_speakers"
+        )
+    train, valid = split_by_speaker(train_all, valid_speakers)
+    summary.note(f"valid speakers: {', '.join(valid_speakers)}")
+    test_adapt, test_eval = split_adapt_eval(test, n_adapt_utts, seed)
+    for split, utts in (("train", train), ("valid", valid), ("test", test)):
+        for utt in utts:
+            summary.keep(split, utt.duration)
+    splits = {"train": train, "valid": valid, "test": test,
+              "test_adapt": test_adapt, "test_eval": test_eval}
+    return save_prepared(save_folder, options, splits, summary)
+
+
+def _corpus_root(data_folder: str | Path, save_folder: Path) -> Path:
+    """The local Kaldi-layout root: ``data_folder`` itself or an export of the hub copy."""
+    root = Path(data_folder).expanduser()
+    if root.is_dir():
+        if not (root / "train" / "text").is_file():
+            raise FileNotFoundError(
+                f"{root} is not a speechocean762 folder: expected train/ and test/ with text, "
+                f"utt2spk and wav.scp (the Kaldi layout of OpenSLR 101), or pass the hub id "
+                f"{HUB_REPO_ID!r}"
+            )
+        return root.resolve()
+    if looks_like_hub_id(str(data_folder)):
+        return export_hub_copy(HUB_REPO_ID, save_folder / "hub")
+    raise FileNotFoundError(
+        f"speechocean762 data_folder {str(data_folder)!r} does not exist. Pass the corpus root "
+        f"(the folder holding train/, test/ and WAVE/, e.g. ../shared/data/speechocean762) or "
+        f"the hub id {HUB_REPO_ID!r}"
+    )
+
+
+def _read_split(root, split, summary, max_speakers, max_utts, seed, silence_peak):
+    """Utterances of ``root/split`` after the optional caps, with unusable audio skipped."""
+    utts = read_kaldi_split(root / split, root, summary, speaker_prefix=SPEAKER_PREFIX)
+    ages = {u.spk_id: u.age for u in utts}
+    utts = limit(utts, max_speakers, max_utts, seed, group_of=lambda spk: age_group(ages[spk]))
+    return keep_usable_audio(utts, summary, SAMPLE_RATE, silence_peak, f"speechocean762 {split}")

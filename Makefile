@@ -1,0 +1,27 @@
+# The two commands a user needs: `make demo` and `make test`. Both set up .venv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+TORCHREC_CPU_DEPS := fbgemm-gpu-cpu==1.9.0 tensordict torchmetrics==1.0.3 pyre-extensions
+
+.PHONY: demo test lint setup torchrec
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -e ".[all,dev]"
+	# TorchRec is optional; its default fbgemm-gpu needs an NVIDIA driver, so take the CPU build.
+	($(PY) -m pip install -q --no-deps torchrec==1.9.2 && \
+	 $(PY) -m pip install -q $(TORCHREC_CPU_DEPS)) || echo "TorchRec not installed: its tests will skip"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	OMP_NUM_THREADS=2 $(PY) examples/core_example.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+test: lint
+	OMP_NUM_THREADS=2 $(VENV)/bin/pytest -q

@@ -18,6 +18,7 @@ import pandas as pd
 def generate(n_users: int = 1000, n_items: int = 300, n_groups: int = 4,
              rows_per_user: int = 60, n_features: int = 8, hidden: int = 16,
              logit_scale: float = 3.0, segment_accuracy: float = 0.7,
+             activation: str = "relu", amplitudes: str = "binary", shared: float = 1.0,
              seed: int = 0) -> pd.DataFrame:
     """Return one row per impression: ids, side features, ``click`` and ``p_true``.
 
@@ -27,11 +28,18 @@ def generate(n_users: int = 1000, n_items: int = 300, n_groups: int = 4,
     rng = np.random.default_rng(seed)
     items = rng.normal(size=(n_items, n_features))
     weights = rng.normal(size=(hidden, n_features)) / np.sqrt(n_features)
-    hidden_units = np.maximum(items @ weights.T + 0.3, 0.0)            # (n_items, hidden)
+    hidden_units = items @ weights.T + 0.3                               # (n_items, hidden)
+    if activation == "relu":
+        hidden_units = np.maximum(hidden_units, 0.0)
     hidden_units = (hidden_units - hidden_units.mean(0)) / (hidden_units.std(0) + 1e-6)
     out_weights = rng.normal(size=hidden)
-    masks = np.where(rng.random((n_groups, hidden)) < 0.5, 2.0, 0.0)  # per-group amplitudes
-    group_scores = (hidden_units * out_weights) @ masks.T                # (n_items, n_groups)
+    if amplitudes == "binary":  # per-group amplitudes: units on (2) or off (0)
+        masks = np.where(rng.random((n_groups, hidden)) < 0.5, 2.0, 0.0)
+    else:  # continuous amplitudes in (0, 2): slopes change, not just thresholds
+        masks = rng.uniform(0.0, 2.0, size=(n_groups, hidden))
+    # shared < 1 removes part of the preference all groups have in common, so groups disagree more
+    centred = masks - (1.0 - shared) * masks.mean(0, keepdims=True)
+    group_scores = (hidden_units * out_weights) @ centred.T              # (n_items, n_groups)
     group_scores = group_scores / group_scores.std(0, keepdims=True)
 
     group = rng.integers(0, n_groups, size=n_users)

@@ -1,0 +1,95 @@
+"""``python -m recsys_lhuc {prepare,train,evaluate,score,demo}``: the ranking command line."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from .data.loaders import PROJECT_ROOT
+
+DEFAULT_CONFIG = PROJECT_ROOT / "recipes" / "ranking" / "synthetic.yaml"
+
+
+def _add_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default=str(DEFAULT_CONFIG), help="YAML config (data/spec/model/"
+                   "train)")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="overrides, e.g. model.name=ppnet train.epochs=3")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m recsys_lhuc", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("prepare", help="build (or load) the cached Arrow splits and print stats")
+    _add_config(p)
+    p = sub.add_parser("train", help="train a model; resumes from OUT/last.pt if present")
+    _add_config(p)
+    p.add_argument("--out", required=True, help="run folder (checkpoints, results.json)")
+    p.add_argument("--no-resume", action="store_true", help="start over even if OUT/last.pt exists")
+    p = sub.add_parser("evaluate", help="metrics of a run's best checkpoint on a split")
+    p.add_argument("--run", required=True)
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--checkpoint", default="best.pt")
+    p = sub.add_parser("score", help="score the rows of a CSV/Parquet file")
+    p.add_argument("--run", required=True)
+    p.add_argument("--input", required=True)
+    p.add_argument("--output", required=True)
+    p.add_argument("--checkpoint", default="best.pt")
+    p = sub.add_parser("demo", help="train DNN and PPNet on the synthetic default, print AUC next "
+                       "to the Bayes-optimal ceiling")
+    _add_config(p)
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--models", nargs="*", default=["dnn", "ppnet"])
+    return parser.parse_args(argv)
+
+
+def demo(args) -> None:
+    from .train import load_config, train
+
+    rows = []
+    for name in args.models:
+        cfg = load_config(args.config, [*args.set, f"model.name={name}"])
+        res = train(cfg, Path(args.out) / name, resume=False)
+        rows.append((name, res["test"]["auc"], res["test"]["gauc"], res["test"]["logloss"]))
+        ceiling = res["data"].get("ceiling") or {}
+    print(f"\n{'model':<12}{'test AUC':>10}{'gAUC':>10}{'logloss':>10}")
+    for name, auc, gauc, ll in rows:
+        print(f"{name:<12}{auc:>10.4f}{gauc:>10.4f}{ll:>10.4f}")
+    if ceiling:
+        print(f"{'ceiling':<12}{ceiling['auc']:>10.4f}{ceiling['gauc']:>10.4f}"
+              f"{ceiling['logloss']:>10.4f}   (Bayes-optimal: true click probabilities)")
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.command == "prepare":
+        from .data import prepare
+        from .train import load_config
+
+        prepared = prepare(load_config(args.config, args.set))
+        print(json.dumps({"cache": str(prepared.cache_path), **prepared.stats}, indent=2,
+                         default=str))
+    elif args.command == "train":
+        from .train import load_config, train
+
+        res = train(load_config(args.config, args.set), args.out, resume=not args.no_resume)
+        print(json.dumps({k: res[k] for k in ("model", "best_epoch", "test")
+                          if k in res} or res, indent=2, default=float))
+    elif args.command == "evaluate":
+        from .evaluate import evaluate
+
+        print(json.dumps(evaluate(args.run, args.split, args.checkpoint), indent=2, default=float))
+    elif args.command == "score":
+        from .score import score
+
+        print(score(args.run, args.input, args.output, args.checkpoint))
+    elif args.command == "demo":
+        demo(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

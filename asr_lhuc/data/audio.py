@@ -36,6 +36,8 @@ def load_audio(path: str | Path) -> tuple[np.ndarray, int]:
     path = Path(path)
     if not path.is_file():
         raise AudioProblem(MISSING_WAV, f"no such file {path}")
+    if path.stat().st_size == 0:
+        raise AudioProblem(EMPTY_AUDIO, f"{path} is a 0-byte file")
     try:
         signal, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as err:  # soundfile raises several types for corrupt files

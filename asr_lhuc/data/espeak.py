@@ -7,6 +7,7 @@ speaker's audio depend only on that speaker's own settings, each call to
 """
 
 import ctypes
+import ctypes.util
 import multiprocessing as mp
 from dataclasses import dataclass
 
@@ -49,9 +50,16 @@ def _open_library():
     return lib, rate
 
 
+def _seed_noise(lib, seed: int) -> None:
+    """Seed eSpeak's own generator and libc rand(), which eSpeak uses for breath noise."""
+    lib.espeak_ng_SetRandSeed(ctypes.c_long(seed))
+    ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").srand(ctypes.c_uint(seed))
+
+
 def _synthesize_here(voice: str, requests: list[SynthRequest]) -> tuple[list[np.ndarray], int]:
     """Synthesise in this process; int16 arrays at the library's native rate."""
     lib, sample_rate = _open_library()
+    _seed_noise(lib, 1)
     chunks: list[np.ndarray] = []
 
     def collect(wav, n_samples, _events):

@@ -56,25 +56,24 @@ def read_kaldi_split(
     wavs = read_kaldi_map(split_dir / "wav.scp")
     spk2age = read_kaldi_map(split_dir / "spk2age", required=False)
     spk2gender = read_kaldi_map(split_dir / "spk2gender", required=False)
-    where = f"{split_dir.name}/"
     for utt_id in sorted(set(wavs) - set(texts)):
-        summary.skip(where + utt_id, MISSING_TRANSCRIPT, f"in {split_dir}/wav.scp but not in text")
+        summary.skip(utt_id, MISSING_TRANSCRIPT, f"in {split_dir}/wav.scp but not in text")
     utterances = []
     for utt_id, raw_text in sorted(texts.items()):
         if utt_id not in wavs:
-            summary.skip(where + utt_id, MISSING_WAV, f"in {split_dir}/text but not in wav.scp")
+            summary.skip(utt_id, MISSING_WAV, f"in {split_dir}/text but not in wav.scp")
             continue
         words = normalize_text(raw_text)
         if not words:
-            summary.skip(where + utt_id, EMPTY_TRANSCRIPT, f"{raw_text!r} in {split_dir}/text")
+            summary.skip(utt_id, EMPTY_TRANSCRIPT, f"{raw_text!r} in {split_dir}/text")
             continue
         speaker = utt2spk.get(utt_id)
         if not speaker:
-            summary.skip(where + utt_id, MISSING_SPEAKER, f"not in {split_dir}/utt2spk")
+            summary.skip(utt_id, MISSING_SPEAKER, f"not in {split_dir}/utt2spk")
             continue
         wav = resolve_wav(wavs[utt_id], corpus_root)
         if wav is None:
-            summary.skip(where + utt_id, UNREADABLE, f"pipe command in wav.scp: {wavs[utt_id]}")
+            summary.skip(utt_id, UNREADABLE, f"pipe command in wav.scp: {wavs[utt_id]}")
             continue
         utterances.append(Utterance(
             ID=utt_id, wav=str(wav), spk_id=speaker_prefix + speaker, wrd=words,

@@ -9,8 +9,12 @@ from .attach import detach_lhuc, lhuc_tables
 
 
 def _linear_or_conv(module: nn.Module) -> nn.Module | None:
-    inner = getattr(module, "w", module)  # SpeechBrain's Linear keeps its nn.Linear in .w
-    return inner if isinstance(inner, (nn.Linear, nn.modules.conv._ConvNd)) else None
+    kinds = (nn.Linear, nn.modules.conv._ConvNd)
+    if isinstance(module, kinds):
+        return module
+    # SpeechBrain's wrappers keep the torch layer in .w (Linear) or .conv (Conv).
+    inner = getattr(module, "w", None) or getattr(module, "conv", None)
+    return inner if isinstance(inner, kinds) else None
 
 
 @torch.no_grad()

@@ -49,11 +49,14 @@ class GateBank(nn.Module):
     read of the input instead of one per layer); the output is the same as with separate gates.
     """
 
-    def __init__(self, in_dim: int, out_dims: list[int], hidden_dim: int | None = None,
-                 scale: float = 2.0, fused: bool = True):
+    def __init__(self, in_dim: int, out_dims: list[int],
+                 hidden_dim: int | list[int] | None = None, scale: float = 2.0,
+                 fused: bool = True):
         super().__init__()
         self.scale, self.fused = scale, fused
-        self.hidden_dims = [hidden_dim or d for d in out_dims]
+        if not isinstance(hidden_dim, (list, tuple)):
+            hidden_dim = [hidden_dim] * len(out_dims)
+        self.hidden_dims = [h or d for h, d in zip(hidden_dim, out_dims)]
         if fused:
             self.fc1 = nn.Linear(in_dim, sum(self.hidden_dims))
         else:
@@ -79,9 +82,8 @@ class GateBank(nn.Module):
             return self
         in_dim = self.fc1s[0].in_features
         out_dims = [fc.out_features for fc in self.fc2s]
-        bank = GateBank(in_dim, out_dims, scale=self.scale, fused=True)
-        bank.hidden_dims = list(self.hidden_dims)
-        bank.fc1 = nn.Linear(in_dim, sum(self.hidden_dims)).to(self.fc1s[0].weight)
+        bank = GateBank(in_dim, out_dims, self.hidden_dims, self.scale, fused=True)
+        bank.to(self.fc1s[0].weight)
         bank.fc1.weight.copy_(torch.cat([fc.weight for fc in self.fc1s]))
         bank.fc1.bias.copy_(torch.cat([fc.bias for fc in self.fc1s]))
         bank.fc2s.load_state_dict(self.fc2s.state_dict())

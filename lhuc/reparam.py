@@ -4,8 +4,8 @@ The LHUC paper constrains amplitudes with 2*sigmoid (range (0, 2)); other choice
 comparison. Each one knows the r that gives amplitude 1, so a fresh table leaves a model unchanged.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -47,4 +47,5 @@ def get_reparam(name: str) -> Reparam:
     try:
         return REPARAMS[name]
     except KeyError:
-        raise ValueError(f"unknown LHUC reparam {name!r}; choose one of {sorted(REPARAMS)}") from None
+        choices = sorted(REPARAMS)
+        raise ValueError(f"unknown LHUC reparam {name!r}; choose one of {choices}") from None

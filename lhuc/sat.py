@@ -16,7 +16,8 @@ def check_level(level: str) -> str:
     return level
 
 
-def si_mask(ids: torch.Tensor, gamma: float, level: str, num_frames: int | None = None) -> torch.Tensor:
+def si_mask(ids: torch.Tensor, gamma: float, level: str,
+            num_frames: int | None = None) -> torch.Tensor:
     """Boolean mask, True where the SI row replaces the identity's row.
 
     Shape (B,) for "utterance" and "identity", (B, num_frames) for "frame".

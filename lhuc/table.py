@@ -7,7 +7,7 @@ from .reparam import get_reparam
 from .sat import check_level, si_mask
 
 
-def broadcast_shape(ndim: int, channel_axis: int) -> tuple[int, int]:
+def layout_axes(ndim: int, channel_axis: int) -> tuple[int, int]:
     """Return (channel_axis, time_axis) as non-negative axes for a hidden tensor of `ndim` dims.
 
     The time axis is the first axis that is neither the batch nor the channel axis (-1 if none).
@@ -73,16 +73,18 @@ class AmplitudeTable(nn.Module):
             r = torch.where(mask.unsqueeze(1), self.si, r)
         return self.reparam(r)
 
-    def forward(self, hidden: torch.Tensor, ids: torch.Tensor, channel_axis: int = -1) -> torch.Tensor:
+    def forward(self, hidden: torch.Tensor, ids: torch.Tensor,
+                channel_axis: int = -1) -> torch.Tensor:
         """Scale `hidden` (B, D), (B, T, D) or channel-first (B, D, T) per identity.
 
         `channel_axis` says where the D hidden units are (-1: last, 1: channel-first).
         """
         if hidden.shape[0] != ids.shape[0]:
             raise ValueError(f"batch of {hidden.shape[0]} hidden states but {ids.shape[0]} ids")
-        ch, time = broadcast_shape(hidden.dim(), channel_axis)
+        ch, time = layout_axes(hidden.dim(), channel_axis)
         if hidden.shape[ch] != self.dim:
-            raise ValueError(f"hidden width {hidden.shape[ch]} on axis {ch} != table dim {self.dim}")
+            raise ValueError(f"hidden width {hidden.shape[ch]} on axis {ch} != "
+                             f"table dim {self.dim}")
         shape = [1] * hidden.dim()
         shape[0], shape[ch] = hidden.shape[0], self.dim
         if self._sat_active() and self.sat_level == "frame":

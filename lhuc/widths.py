@@ -31,9 +31,11 @@ def known_width(module: nn.Module, position: str) -> int | None:
         return module.normalized_shape[-1]
     if isinstance(module, nn.Embedding) and position == "output":
         return module.embedding_dim
-    inner = getattr(module, "w", None)  # SpeechBrain's Linear wraps an nn.Linear as .w
-    if isinstance(inner, nn.Linear):
-        return known_width(inner, position)
+    # SpeechBrain wraps torch layers (Linear in .w, Conv in .conv) and keeps channels last.
+    for attr in ("w", "conv"):
+        inner = getattr(module, attr, None)
+        if isinstance(inner, (nn.Linear, nn.modules.conv._ConvNd)):
+            return known_width(inner, position)
     return None
 
 

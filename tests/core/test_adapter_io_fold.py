@@ -1,0 +1,107 @@
+"""Adapter files, new identities, folding, and the README example."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import lhuc
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def adapted_mlp(num_ids=3, seed=0):
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))
+    lhuc.attach_lhuc(model, lhuc.LHUCConfig(num_ids=num_ids, target_modules=["0", "2"]))
+    with torch.no_grad():
+        for p in lhuc.lhuc_parameters(model):
+            p.normal_()
+    return model
+
+
+def test_whole_adapter_round_trip(tmp_path):
+    src, dst = adapted_mlp(seed=0), adapted_mlp(seed=1)
+    path = lhuc.save_adapter(src, tmp_path / "all.pt")
+    blob = torch.load(path, weights_only=True)  # plain tensors only: safe to load
+    assert blob["meta"]["reparam"] == "2sigmoid"
+    lhuc.load_adapter(dst, path)
+    for (k, a), b in zip(lhuc.lhuc_state_dict(src).items(), lhuc.lhuc_state_dict(dst).values()):
+        assert torch.equal(a, b), k
+    # Only adapter weights travel: the base layers keep their own values.
+    assert not torch.equal(src[0].weight, dst[0].weight)
+
+
+def test_one_identity_file_into_a_new_row(tmp_path):
+    src, dst = adapted_mlp(), adapted_mlp(seed=1)
+    path = lhuc.save_adapter(src, tmp_path / "spk1.pt", identity=1)
+    assert path.stat().st_size < 4000
+    (new_id,) = lhuc.add_identities(dst, 1).tolist()
+    others = {k: v.clone() for k, v in lhuc.lhuc_state_dict(dst).items()}
+    lhuc.load_adapter(dst, path, identity=new_id)
+    for name, table in lhuc.lhuc_tables(dst).items():
+        src_row = lhuc.lhuc_tables(src)[name].rows[1]
+        assert torch.equal(table.rows[new_id], src_row)
+        assert torch.equal(table.rows[:new_id], others[f"{name}.lhuc_table.rows"][:new_id])
+
+
+def test_bad_adapter_files_are_clear_errors(tmp_path):
+    model = adapted_mlp()
+    torch.save({"x": torch.ones(1)}, tmp_path / "junk.pt")
+    with pytest.raises(ValueError, match="not an LHUC adapter"):
+        lhuc.load_adapter(model, tmp_path / "junk.pt")
+    lhuc.save_adapter(adapted_mlp(num_ids=5), tmp_path / "five.pt")
+    with pytest.raises(ValueError, match="add identities"):
+        lhuc.load_adapter(model, tmp_path / "five.pt")
+    lhuc.save_adapter(model, tmp_path / "one.pt", identity=0)
+    with pytest.raises(IndexError, match="add_identities"):
+        lhuc.load_adapter(model, tmp_path / "one.pt", identity=7)
+
+
+@pytest.mark.parametrize("identity", [0, 2, None])
+def test_fold_into_own_layers_matches(identity):
+    model = adapted_mlp().eval()
+    x = torch.randn(6, 5)
+    folded = lhuc.fold_lhuc(model, identity)
+    assert not lhuc.lhuc_tables(folded) and lhuc.lhuc_tables(model)  # original untouched
+    ids = torch.full((6,), -1 if identity is None else identity)
+    with torch.no_grad(), lhuc.identities(model, ids):
+        assert torch.allclose(folded(x), model(x), atol=1e-5)
+
+
+def test_fold_after_activation_into_following_linear():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 2))
+    lhuc.attach_lhuc(model, lhuc.LHUCConfig(num_ids=2, target_modules=["1"], dims={"1": 8}))
+    with torch.no_grad():
+        lhuc.lhuc_parameters(model)[0].normal_()
+    with pytest.raises(ValueError, match="into="):
+        lhuc.fold_lhuc(model, 1)
+    folded = lhuc.fold_lhuc(model, 1, into={"1": "2"})
+    x = torch.randn(4, 5)
+    with torch.no_grad(), lhuc.identities(model, torch.ones(4, dtype=torch.long)):
+        assert torch.allclose(folded(x), model(x), atol=1e-5)
+
+
+def test_fold_conv_channel_first():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv1d(3, 4, 3), nn.ReLU(), nn.Conv1d(4, 2, 1))
+    lhuc.attach_lhuc(model, lhuc.LHUCConfig(num_ids=2, target_classes=(nn.Conv1d,)))
+    with torch.no_grad():
+        for p in lhuc.lhuc_parameters(model):
+            p.normal_()
+    x = torch.randn(2, 3, 9)
+    folded = lhuc.fold_lhuc(model, 0)
+    with torch.no_grad(), lhuc.identities(model, [0, 0]):
+        assert torch.allclose(folded(x), model(x), atol=1e-5)
+
+
+def test_readme_example_runs_and_adaptation_helps():
+    spec = importlib.util.spec_from_file_location("core_example", ROOT / "examples/core_example.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    result = example.main()
+    assert result["adapted_acc"] > result["si_acc"]
+    assert result["fold_gap"] < 1e-4

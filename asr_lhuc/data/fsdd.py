@@ -16,6 +16,7 @@ import logging
 import re
 from pathlib import Path
 
+import soundfile as sf
 from tqdm import tqdm
 
 from .audio import (
@@ -155,6 +156,17 @@ def _list_recordings(root, speakers, summary, max_utts) -> list[Utterance]:
     return utts
 
 
+def _matches(path: Path, frames: int, rate: int) -> bool:
+    """True if ``path`` is already a WAV file with this many frames at this rate."""
+    if not path.is_file():
+        return False
+    try:
+        info = sf.info(str(path))
+    except RuntimeError:
+        return False
+    return info.frames == frames and info.samplerate == rate
+
+
 def _resample_all(utts, out_dir, sample_rate, silence_peak, summary) -> list[Utterance]:
     """Check each source file and write it resampled to ``out_dir/<ID>.wav`` (resumable)."""
     kept = []
@@ -169,7 +181,7 @@ def _resample_all(utts, out_dir, sample_rate, silence_peak, summary) -> list[Utt
         if rate != sample_rate:
             summary.resampled += 1
         signal = resample(signal, rate, sample_rate)
-        if not target.is_file():  # a finished file from a killed run is reused as-is
+        if not _matches(target, len(signal), sample_rate):  # reuse files of a killed run
             write_wav(target, signal, sample_rate)
         utt.wav, utt.duration = str(target.resolve()), len(signal) / sample_rate
         kept.append(utt)

@@ -61,8 +61,9 @@ def prepare_speechocean762(
     paths = manifest_paths(save_folder, SPLITS)
     if skip_prep:
         return paths
+    source = Path(data_folder).resolve() if Path(data_folder).is_dir() else data_folder
     options = {
-        "corpus": "speechocean762", "data_folder": str(data_folder),
+        "corpus": "speechocean762", "data_folder": str(source),
         "n_valid_speakers": n_valid_speakers, "n_adapt_utts": n_adapt_utts, "seed": seed,
         "max_speakers": max_speakers, "max_utts": max_utts, "silence_peak": silence_peak,
     }

@@ -227,12 +227,19 @@ def _generate_speaker(style, index, n_utts, seed, wav_root, sample_rate, silence
     """Synthesise (unless every file already exists) and check one speaker's utterances."""
     items = speaker_utterances(style, index, n_utts, seed)
     wav_paths = [wav_root / style.spk_id / f"{utt_id}.wav" for utt_id, _, _ in items]
-    if not all(p.is_file() for p in wav_paths):
+    # The stamp, written after the last file, says which settings made this speaker's files.
+    stamp = json.dumps({"style": asdict(style), "sample_rate": sample_rate, "seed": seed,
+                        "requests": [asdict(request) for _, _, request in items]}, indent=1)
+    stamp_path = wav_root / style.spk_id / "generated.json"
+    reusable = stamp_path.is_file() and stamp_path.read_text() == stamp
+    if not (reusable and all(p.is_file() for p in wav_paths)):
+        stamp_path.unlink(missing_ok=True)
         raw, raw_rate = synthesize_batch(style.voice, [request for _, _, request in items])
         for k, (samples, path) in enumerate(zip(raw, wav_paths)):
             signal = resample(samples.astype(np.float32) / 32768.0, raw_rate, sample_rate)
             noise_rng = np.random.default_rng([seed, 3, index, k])
             write_wav(path, apply_channel(signal, style, noise_rng), sample_rate)
+        stamp_path.write_text(stamp)
     kept = []
     for (utt_id, text, _), path in zip(items, wav_paths):
         try:

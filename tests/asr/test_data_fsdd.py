@@ -72,8 +72,12 @@ def test_transcripts_columns_and_gender(prepared):
 
 
 def test_custom_test_speakers_and_unknown_speaker_error(tmp_path):
+    stale = tmp_path / "wav" / "0_theo_0.wav"  # left by an earlier run with other settings
+    stale.parent.mkdir()
+    sf.write(str(stale), np.ones(10, dtype=np.float32) * 0.5, 8000)
     paths = prepare_fsdd(CORPUS, tmp_path, test_speakers=["theo"], max_utts=10, n_adapt_utts=2)
     assert {r["spk_id"] for r in read_manifest(paths["test"])} == {"theo"}
     assert "theo" not in {r["spk_id"] for r in read_manifest(paths["train"])}
+    assert sf.info(str(stale)).samplerate == 16000 and sf.info(str(stale)).frames > 1000
     with pytest.raises(ValueError, match="not in .*speakers.tsv"):
         prepare_fsdd(CORPUS, tmp_path / "x", test_speakers=["nobody"])

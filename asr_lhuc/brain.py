@@ -1,0 +1,196 @@
+"""LHUCCTCBrain: SpeechBrain training of the CTC model in SI or SAT-LHUC mode, and its data.
+
+The batch's speakers choose the LHUC rows in training (SAT-LHUC; the tables themselves swap in
+the SI row with probability `sat_gamma`). Validation and test decode in SI mode by default
+(`eval_with_speaker_rows: False`): that is the number reported for SAT models and the first
+pass of unsupervised adaptation. WER/CER come from jiwer (`asr_lhuc.scoring`); SpeechBrain's
+`ErrorRateStats` also writes its usual per-utterance WER file.
+"""
+
+import logging
+import time
+
+import speechbrain as sb
+from speechbrain.dataio.dataset import DynamicItemDataset
+from speechbrain.utils.checkpoints import mark_as_loader, mark_as_saver, register_checkpoint_hooks
+
+import lhuc
+
+from .data import normalize_text
+from .decode import beam_texts, greedy_texts, make_text_encoder
+from .scoring import wer_by_age_group, wer_cer
+from .speakers import SpeakerMap
+
+logger = logging.getLogger(__name__)
+
+
+@register_checkpoint_hooks
+class TrainClock:
+    """Seconds spent in training epochs, kept across resumes by the Checkpointer."""
+
+    def __init__(self):
+        self.seconds = 0.0
+
+    @mark_as_saver
+    def _save(self, path):
+        with open(path, "w") as f:
+            f.write(f"{self.seconds}\n")
+
+    @mark_as_loader
+    def _load(self, path, end_of_epoch=False):
+        with open(path) as f:
+            self.seconds = float(f.read())
+
+
+class LHUCCTCBrain(sb.Brain):
+    """`sb.Brain` for `CTCAcousticModel` (module key ``model``) with optional per-speaker LHUC.
+
+    Expects in hparams: ``speaker_map`` (set by the recipe), ``text_encoder``, and optionally
+    ``speed_perturb`` / ``spec_augment`` modules (training only), ``test_beam_size``
+    (> 1 for beam search at test time), ``eval_with_speaker_rows``.
+    """
+
+    @property
+    def model(self):
+        """The acoustic model itself (unwrapped from DDP)."""
+        model = self.modules.model
+        return model.module if hasattr(model, "module") else model
+
+    def speaker_ids(self, batch, stage):
+        """LHUC rows for this batch, or None (SI row for all) where the model should run SI."""
+        if not self.model.has_lhuc:
+            return None
+        if stage != sb.Stage.TRAIN and not getattr(self.hparams, "eval_with_speaker_rows", False):
+            return None
+        return batch.spk_row.to(self.device)
+
+    def compute_forward(self, batch, stage):
+        batch = batch.to(self.device)
+        wavs, wav_lens = batch.sig
+        augment = None
+        if stage == sb.Stage.TRAIN:
+            if getattr(self.hparams, "speed_perturb", None) is not None:
+                wavs = self.hparams.speed_perturb(wavs)
+            augment = getattr(self.hparams, "spec_augment", None)
+        lhuc.set_identities(self.model, self.speaker_ids(batch, stage))
+        return self.modules.model(wavs, wav_lens, feature_augment=augment)
+
+    def compute_objectives(self, predictions, batch, stage):
+        log_probs, rel_lens = predictions
+        tokens, token_lens = batch.tokens
+        loss = sb.nnet.losses.ctc_loss(log_probs, tokens, rel_lens, token_lens, blank_index=0)
+        if stage != sb.Stage.TRAIN:
+            self._collect(log_probs, rel_lens, batch, stage)
+        return loss
+
+    def _collect(self, log_probs, rel_lens, batch, stage):
+        beam = getattr(self.hparams, "test_searcher", None) if stage == sb.Stage.TEST else None
+        greedy = [normalize_text(h) for h in
+                  greedy_texts(log_probs, rel_lens, self.hparams.text_encoder)]
+        self.greedy_hyps += greedy
+        hyps = greedy
+        if beam is not None:
+            hyps = [normalize_text(h) for h in beam_texts(log_probs, rel_lens, beam)[0]]
+        refs = [normalize_text(w) for w in batch.wrd]
+        self.refs += refs
+        self.hyps += hyps
+        self.utt_ages += list(batch.age)
+        self.wer_metric.append(batch.id, predict=[h.split() for h in hyps],
+                               target=[r.split() for r in refs])
+
+    def on_stage_start(self, stage, epoch=None):
+        self.refs, self.hyps, self.greedy_hyps, self.utt_ages = [], [], [], []
+        self.wer_metric = sb.utils.metric_stats.ErrorRateStats()
+        if stage == sb.Stage.TRAIN:
+            self._epoch_start = time.time()
+
+    def on_stage_end(self, stage, stage_loss, epoch=None):
+        if stage == sb.Stage.TRAIN:
+            self.train_loss = stage_loss
+            self.hparams.train_clock.seconds += time.time() - self._epoch_start
+            self.loss_history = getattr(self, "loss_history", []) + [stage_loss]
+            return
+        scores = wer_cer(self.refs, self.hyps)
+        stats = {"loss": stage_loss, "WER": 100 * scores["wer"], "CER": 100 * scores["cer"]}
+        if stage == sb.Stage.VALID:
+            old_lr, new_lr = self.hparams.lr_annealing(stats["WER"])
+            sb.nnet.schedulers.update_learning_rate(self.optimizer, new_lr)
+            self.hparams.train_logger.log_stats(
+                stats_meta={"epoch": epoch, "lr": old_lr,
+                            "train_seconds": round(self.hparams.train_clock.seconds, 1)},
+                train_stats={"loss": getattr(self, "train_loss", None)},
+                valid_stats=stats,
+            )
+            self.checkpointer.save_and_keep_only(meta={"WER": stats["WER"]}, min_keys=["WER"])
+        else:
+            self.hparams.train_logger.log_stats(
+                stats_meta={"Epoch loaded": self.hparams.epoch_counter.current},
+                test_stats=stats,
+            )
+            with open(self.hparams.test_wer_file, "w") as f:
+                self.wer_metric.write_stats(f)
+            scores["groups"] = wer_by_age_group(self.refs, self.hyps, self.utt_ages)
+            if getattr(self.hparams, "test_searcher", None) is not None:
+                scores["greedy"] = wer_cer(self.refs, self.greedy_hyps)
+            self.test_scores = scores
+
+
+def _readable_chars(text: str, characters: set[str]) -> bool:
+    return bool(text) and set(text) <= characters
+
+
+def dataio_prepare(hparams: dict):
+    """Datasets for train/valid/test (DynamicItemDataset), the text encoder and the speaker map.
+
+    hparams: ``train_csv``, ``valid_csv``, ``test_csv``, ``characters`` (units), optional
+    ``sorting`` ("ascending" | "descending" | "random"). Rows whose normalised transcript is
+    empty or uses characters outside ``characters`` are counted, logged and dropped.
+    Training speakers (sorted) get LHUC rows 0..n-1; every other speaker maps to the SI row.
+    """
+    encoder = make_text_encoder(hparams["characters"])
+    chars = set(hparams["characters"])
+    datasets = {}
+    for split in ("train", "valid", "test"):
+        data = DynamicItemDataset.from_csv(csv_path=hparams[f"{split}_csv"])
+        bad = [uid for uid, row in data.data.items()
+               if not _readable_chars(normalize_text(row["wrd"]), chars)]
+        if bad:
+            logger.warning("%s: dropped %d utterances with empty transcripts or characters "
+                           "outside the unit set (first: %s)", split, len(bad), bad[:3])
+            data = data.filtered(key_test={"wrd": lambda w: _readable_chars(normalize_text(w),
+                                                                           chars)})
+        datasets[split] = data
+    sorting = hparams.get("sorting", "ascending")
+    if sorting in ("ascending", "descending"):
+        datasets["train"] = datasets["train"].filtered_sorted(
+            sort_key="duration", reverse=sorting == "descending")
+        hparams["train_dataloader_opts"]["shuffle"] = False
+    for split in ("valid", "test"):
+        datasets[split] = datasets[split].filtered_sorted(sort_key="duration")
+    speaker_map = SpeakerMap(sorted({row["spk_id"] for row in datasets["train"].data.values()}))
+    _add_pipelines(list(datasets.values()), encoder, speaker_map)
+    return datasets, encoder, speaker_map
+
+
+def _add_pipelines(datasets, encoder, speaker_map):
+    @sb.utils.data_pipeline.takes("wav")
+    @sb.utils.data_pipeline.provides("sig")
+    def audio_pipeline(wav):
+        return sb.dataio.dataio.read_audio(wav)
+
+    @sb.utils.data_pipeline.takes("wrd")
+    @sb.utils.data_pipeline.provides("tokens")
+    def text_pipeline(wrd):
+        return encoder.encode_sequence_torch(list(normalize_text(wrd)))
+
+    @sb.utils.data_pipeline.takes("spk_id")
+    @sb.utils.data_pipeline.provides("spk_row")
+    def speaker_pipeline(spk_id):
+        return speaker_map.row(spk_id)
+
+    sb.dataio.dataset.add_dynamic_item(datasets, audio_pipeline)
+    sb.dataio.dataset.add_dynamic_item(datasets, text_pipeline)
+    sb.dataio.dataset.add_dynamic_item(datasets, speaker_pipeline)
+    sb.dataio.dataset.set_output_keys(
+        datasets, ["id", "sig", "tokens", "wrd", "spk_id", "spk_row", "age"])
+

@@ -1,0 +1,124 @@
+"""The CTC acoustic model: Fbank -> input normalisation -> SpeechBrain CRDNN encoder -> CTC head.
+
+LHUC is not part of the model code: `attach_speaker_lhuc` puts `lhuc` amplitude tables on named
+encoder layers (a YAML list such as ``["DNN.block_0.act", "DNN.block_1.act"]``), and the batch's
+speaker rows are chosen with ``lhuc.set_identities(model, ids)`` (``ids=None``: the SI row).
+"""
+
+import speechbrain as sb
+import torch
+from speechbrain.lobes.features import Fbank
+from speechbrain.lobes.models.CRDNN import CRDNN
+from speechbrain.processing.features import InputNormalization
+from torch import nn
+
+import lhuc
+
+RNN_CLASSES = {"lstm": sb.nnet.RNN.LSTM, "gru": sb.nnet.RNN.GRU}
+
+
+class CTCAcousticModel(nn.Module):
+    """A character CTC model built from SpeechBrain parts, small enough for CPU training.
+
+    Arguments
+    ---------
+    n_tokens : output units including the CTC blank (index 0).
+    n_mels : Fbank channels.
+    sample_rate : audio rate the features expect.
+    cnn_blocks, cnn_channels : CRDNN convolution blocks (each halves the frequency axis).
+    time_pooling_size : time subsampling after the CNN (1 disables it); 3 keeps 33 frames/s.
+    rnn_class, rnn_layers, rnn_neurons, rnn_bidirectional : the recurrent layers.
+    dnn_blocks, dnn_neurons : the Linear/BatchNorm/LeakyReLU blocks LHUC usually targets.
+    dropout : dropout everywhere in the encoder.
+
+    ``self.config`` keeps these arguments so that `asr_lhuc.pretrained` can rebuild the model.
+    """
+
+    def __init__(self, n_tokens: int, n_mels: int = 40, sample_rate: int = 16000,
+                 cnn_blocks: int = 2, cnn_channels: tuple = (32, 64), time_pooling_size: int = 3,
+                 rnn_class: str = "lstm", rnn_layers: int = 2, rnn_neurons: int = 256,
+                 rnn_bidirectional: bool = True, dnn_blocks: int = 2, dnn_neurons: int = 256,
+                 dropout: float = 0.15):
+        super().__init__()
+        self.config = dict(
+            n_tokens=n_tokens, n_mels=n_mels, sample_rate=sample_rate, cnn_blocks=cnn_blocks,
+            cnn_channels=list(cnn_channels), time_pooling_size=time_pooling_size,
+            rnn_class=rnn_class, rnn_layers=rnn_layers, rnn_neurons=rnn_neurons,
+            rnn_bidirectional=rnn_bidirectional, dnn_blocks=dnn_blocks, dnn_neurons=dnn_neurons,
+            dropout=dropout,
+        )
+        self.lhuc_config: dict | None = None
+        self.frozen = False
+        self.compute_features = Fbank(sample_rate=sample_rate, n_mels=n_mels)
+        # epoch=None in forward: the global statistics update whenever the model trains.
+        self.normalize = InputNormalization(norm_type="global", update_until_epoch=None)
+        self.encoder = CRDNN(
+            input_shape=[None, None, n_mels], activation=nn.LeakyReLU, dropout=dropout,
+            cnn_blocks=cnn_blocks, cnn_channels=list(cnn_channels), cnn_kernelsize=(3, 3),
+            time_pooling=time_pooling_size > 1, time_pooling_size=max(time_pooling_size, 1),
+            rnn_class=RNN_CLASSES[rnn_class], rnn_layers=rnn_layers, rnn_neurons=rnn_neurons,
+            rnn_bidirectional=rnn_bidirectional, dnn_blocks=dnn_blocks, dnn_neurons=dnn_neurons,
+        )
+        enc_dim = dnn_neurons if dnn_blocks > 0 else rnn_neurons * (1 + rnn_bidirectional)
+        self.ctc_lin = sb.nnet.linear.Linear(input_size=enc_dim, n_neurons=n_tokens)
+
+    def features(self, wavs: torch.Tensor, wav_lens: torch.Tensor) -> torch.Tensor:
+        """Normalised Fbank features (B, T, n_mels); statistics update only in training mode."""
+        with torch.autocast(wavs.device.type, enabled=False):
+            feats = self.compute_features(wavs.float())
+        return self.normalize(feats, wav_lens)
+
+    def encode(self, feats: torch.Tensor) -> torch.Tensor:
+        """CTC log-probabilities (B, T', n_tokens) from normalised features."""
+        return self.ctc_lin(self.encoder(feats)).log_softmax(dim=-1)
+
+    def forward(self, wavs: torch.Tensor, wav_lens: torch.Tensor, feature_augment=None):
+        """Return (log_probs (B, T', V), relative lengths (B,)) for a padded batch of waveforms.
+
+        `feature_augment` (e.g. SpecAugment-style masking) is applied to the normalised features
+        in training. Subsampling keeps relative lengths, so `wav_lens` is also the output's.
+        """
+        feats = self.features(wavs, wav_lens)
+        if feature_augment is not None and self.training:
+            feats = feature_augment(feats)
+        return self.encode(feats), wav_lens
+
+    def attach_speaker_lhuc(self, target_modules: list[str], num_speakers: int,
+                            sat_gamma: float = 0.0, sat_level: str = "utterance",
+                            reparam: str = "2sigmoid") -> None:
+        """Attach per-speaker LHUC tables (plus the SI row) to the named encoder layers."""
+        cfg = lhuc.LHUCConfig(num_ids=num_speakers, target_modules=list(target_modules),
+                              reparam=reparam, sat_gamma=sat_gamma, sat_level=sat_level)
+        example = torch.zeros(1, 30, self.config["n_mels"], device=self.ctc_lin.w.weight.device)
+        lhuc.attach_lhuc(self.encoder, cfg, example_inputs=(example,))
+        self.lhuc_config = dict(target_modules=list(target_modules), sat_gamma=sat_gamma,
+                                sat_level=sat_level, reparam=reparam)
+
+    @property
+    def has_lhuc(self) -> bool:
+        return bool(lhuc.lhuc_tables(self))
+
+    def freeze_for_adaptation(self) -> list[nn.Parameter]:
+        """Eval mode for good (no dropout, no BatchNorm/normalisation statistic updates, no SAT
+        sampling) and only LHUC parameters trainable; returns them. `unfreeze` undoes it."""
+        if not self.has_lhuc:
+            raise RuntimeError("no LHUC attached: call attach_speaker_lhuc first")
+        self.frozen = True
+        self.eval()
+        return lhuc.freeze_non_lhuc(self)
+
+    def unfreeze(self) -> None:
+        """Make every parameter trainable again and let `train()` work as usual."""
+        self.frozen = False
+        for p in self.parameters():
+            p.requires_grad_(True)
+
+    def train(self, mode: bool = True):
+        # A frozen model stays in eval mode even when a Brain calls modules.train().
+        return super().train(mode and not self.frozen)
+
+
+def count_parameters(model: nn.Module, lhuc_only: bool = False) -> int:
+    """Number of parameters (all, or LHUC's only)."""
+    params = lhuc.lhuc_parameters(model) if lhuc_only else list(model.parameters())
+    return sum(p.numel() for p in params)

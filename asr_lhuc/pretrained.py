@@ -1,0 +1,61 @@
+"""One-file pretrained checkpoints: weights (fp16 by default), units, speakers, model settings.
+
+The file is a plain dict of tensors, strings and numbers, loadable with
+``torch.load(weights_only=True)``; the model is rebuilt from the stored constructor arguments,
+LHUC is re-attached from the stored LHUC settings, and the normalisation statistics restored.
+"""
+
+from pathlib import Path
+
+import torch
+
+from .decode import characters_of, make_text_encoder
+from .model import CTCAcousticModel
+from .speakers import SpeakerMap
+
+FORMAT = "asr_lhuc.ctc/1"
+
+
+def save_pretrained(path: str | Path, model: CTCAcousticModel, text_encoder, speaker_map,
+                    hparams_path: str | Path | None = None, fp16: bool = True,
+                    extra: dict | None = None) -> Path:
+    """Write `model` (+ units, speaker map, the hparams file's text) to `path` (a .pt file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: (v.half() if fp16 and v.is_floating_point() else v).cpu()
+             for k, v in model.state_dict().items()}
+    norm = model.normalize._statistics_dict()
+    blob = {
+        "format": FORMAT,
+        "model_config": model.config,
+        "lhuc_config": model.lhuc_config,
+        "state_dict": state,
+        "normalize": {k: (torch.as_tensor(v).float() if k != "count" else int(v))
+                      for k, v in norm.items()},
+        "characters": "".join(characters_of(text_encoder)),
+        "speakers": speaker_map.to_dict() if speaker_map is not None else {},
+        "hparams": Path(hparams_path).read_text() if hparams_path else "",
+        "extra": extra or {},
+    }
+    tmp = path.with_name(path.name + ".part")
+    torch.save(blob, tmp)
+    tmp.replace(path)
+    return path
+
+
+def load_pretrained(path: str | Path, device: str | torch.device = "cpu"):
+    """Return (model: eval mode, float32, on `device`), text_encoder, speaker_map, hparams text."""
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    if blob.get("format") != FORMAT:
+        raise ValueError(f"{path} is not an asr_lhuc CTC checkpoint (format {blob.get('format')})")
+    model = CTCAcousticModel(**blob["model_config"])
+    state = blob["state_dict"]
+    if blob["lhuc_config"]:
+        rows = next(v for k, v in state.items() if k.endswith("lhuc_table.rows"))
+        model.attach_speaker_lhuc(num_speakers=rows.shape[0], **blob["lhuc_config"])
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v
+                           for k, v in state.items()})
+    model.normalize._load_statistics_dict(dict(blob["normalize"]))
+    model.to(device).eval()
+    encoder = make_text_encoder(blob["characters"])
+    return model, encoder, SpeakerMap.from_dict(blob["speakers"]), blob["hparams"]

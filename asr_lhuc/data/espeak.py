@@ -1,9 +1,10 @@
 """Offline speech synthesis with the eSpeak NG library shipped by the `espeakng-loader` wheel.
 
 eSpeak NG keeps state between utterances (e.g. its pitch-flutter phase), so the samples of an
-utterance depend on everything synthesised before it in the same process. To make every
-speaker's audio depend only on that speaker's own settings, each call to
-:func:`synthesize_batch` runs in a fresh child process.
+utterance depend on everything synthesised before it in the same process, and some voices add
+breath noise drawn from libc ``rand()``. To make every speaker's audio depend only on that
+speaker's own settings, each call to :func:`synthesize_batch` runs in a fresh child process
+with both random generators seeded.
 """
 
 import ctypes

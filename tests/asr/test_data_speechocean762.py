@@ -96,3 +96,57 @@ def test_missing_folder_error_names_the_path(tmp_path):
         prepare_speechocean762(tmp_path / "nowhere", tmp_path / "out")
     with pytest.raises(FileNotFoundError, match="train/ and test/"):
         prepare_speechocean762(tmp_path, tmp_path / "out")
+
+
+def _fake_hub_dataset():
+    """A tiny DatasetDict with the hub copy's schema (speaker, gender, age, text, audio)."""
+    import io
+
+    import datasets
+    import numpy as np
+
+    tone = (0.3 * np.sin(np.arange(16000) * 0.1)).astype(np.float32)
+    features = datasets.Features({
+        # Stored as the Audio feature's struct, so building it needs no audio codec.
+        "audio": {"bytes": datasets.Value("binary"), "path": datasets.Value("string")},
+        "text": datasets.Value("string"),
+        "speaker": datasets.Value("string"), "gender": datasets.Value("string"),
+        "age": datasets.Value("int32"),
+    })
+
+    def split(speakers):
+        rows = {name: [] for name in features}
+        for speaker, age in speakers:
+            for k in range(3):
+                buffer = io.BytesIO()
+                sf.write(buffer, tone, 16000, format="WAV")
+                rows["audio"].append({"bytes": buffer.getvalue(), "path": f"0{speaker}{k:04d}.wav"})
+                rows["text"].append("Mark is going to see elephant.")
+                rows["speaker"].append(speaker)
+                rows["gender"].append("m")
+                rows["age"].append(age)
+        return datasets.Dataset.from_dict(rows, features=features)
+
+    return datasets.DatasetDict({
+        "train": split([("0003", 6), ("0005", 30), ("0006", 9)]),
+        "test": split([("0010", 25), ("0011", 8)]),
+    })
+
+
+def test_hub_copy_is_exported_to_the_kaldi_layout(tmp_path, monkeypatch):
+    datasets = pytest.importorskip("datasets")
+    for flag in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        monkeypatch.delenv(flag, raising=False)
+    calls = []
+    fake = _fake_hub_dataset()
+    monkeypatch.setattr(datasets, "load_dataset", lambda repo: calls.append(repo) or fake)
+    paths = prepare_speechocean762("mispeech/speechocean762", tmp_path, n_valid_speakers=1,
+                                   n_adapt_utts=1)
+    assert calls == ["mispeech/speechocean762"]
+    rows = {split: read_manifest(p) for split, p in paths.items()}
+    assert len(rows["train"]) + len(rows["valid"]) == 9 and len(rows["test"]) == 6
+    assert {r["spk_id"] for r in rows["test"]} == {"spk0010", "spk0011"}
+    assert {(r["spk_id"], r["age"]) for r in rows["test"]} == {("spk0010", "25"), ("spk0011", "8")}
+    assert all(r["wrd"] == "MARK IS GOING TO SEE ELEPHANT" for r in rows["test"])
+    assert all(Path(r["wav"]).is_relative_to(tmp_path / "hub") for r in rows["test"])
+    assert float(rows["test"][0]["duration"]) == pytest.approx(1.0)

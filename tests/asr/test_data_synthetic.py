@@ -111,3 +111,17 @@ def test_grammar_and_espeak_errors():
     assert all(normalize_text(s) == s.upper() for s in sentences)
     with pytest.raises(RuntimeError, match="no voice 'xx-nope'"):
         synthesize_batch("xx-nope", [SynthRequest("hello")])
+
+
+def test_manifests_load_in_speechbrain(corpus):
+    sb_dataset = pytest.importorskip("speechbrain.dataio.dataset")
+    from speechbrain.dataio.dataio import read_audio
+
+    folder, rows = corpus
+    dataset = sb_dataset.DynamicItemDataset.from_csv(str(folder / "test.csv"))
+    dataset.set_output_keys(["id", "duration", "wav", "wrd", "spk_id"])
+    assert len(dataset) == len(rows["test"])
+    item = dataset.filtered_sorted(sort_key="duration")[0]
+    assert isinstance(item["duration"], float)
+    audio = read_audio(item["wav"])
+    assert audio.shape[0] == round(item["duration"] * 16000)

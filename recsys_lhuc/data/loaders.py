@@ -2,7 +2,8 @@
 
 Standard column names: ``user_id``, ``item_id``, ``rating``, ``timestamp``, plus side features
 (``age``, ``gender``, ``occupation``, ``genres`` as a "|"-joined string, ...).
-``df.attrs["source"]`` names the file that errors should point at, and column ``_row`` is the row in that file.
+``df.attrs["source"]`` names the file that errors should point at, and column ``_row`` is the
+row in that file.
 """
 from __future__ import annotations
 

@@ -143,6 +143,19 @@ def field_settings(spec_cfg: dict) -> dict:
 
 
 # ------------------------------------------------------------------ raw -> splits
+def validate_frame(df: pd.DataFrame, spec: FeatureSpec, field_cfg: dict,
+                   label_from_rating: bool) -> None:
+    """Fail early, naming file/column/row, before anything is fitted on the data."""
+    source = df.attrs.get("source", "<dataframe>")
+    column = {name: cfg.get("column", name) for name, cfg in field_cfg.items()}
+    features = [column.get(f.name, f.name) for f in [*spec.categorical, *spec.multi]]
+    numeric = [column.get(n, n) for n in spec.numeric]
+    check_columns(df, features + numeric, source)
+    check_finite(df, numeric, source)
+    if not label_from_rating:  # labels given in the file must already be 0/1
+        check_columns(df, [spec.label], source, "the label")
+        check_binary(df, spec.label, source)
+
 def load_frame(data_cfg: dict) -> pd.DataFrame:
     source = data_cfg.get("source", "synthetic")
     if source == "synthetic":
@@ -208,6 +221,7 @@ def prepare(cfg: dict, use_cache: bool = True) -> Prepared:
     raw_spec = FeatureSpec.from_dict(spec_cfg)
     df = load_frame(data_cfg)
     stats["source"] = df.attrs.get("source")
+    validate_frame(df, raw_spec, field_cfg, bool(data_cfg.get("label_from")))
     parts = make_splits(df, data_cfg, raw_spec, stats)
     vocabs = fit_vocabs(raw_spec, field_cfg, parts["train"])
     numeric = fit_numeric(raw_spec, field_cfg, parts["train"])

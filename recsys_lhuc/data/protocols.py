@@ -55,22 +55,27 @@ def add_sampled_negatives(part: pd.DataFrame, everything: pd.DataFrame, ratio: f
     take a timestamp from one of the user's observed rows. With only observed ratings "watch" would
     always be 1, so these negatives are what makes it a task."""
     rng = np.random.default_rng(seed)
-    items = everything.drop_duplicates(item).set_index(item)
-    all_items = items.index.to_numpy()
-    seen = everything.groupby(user)[item].agg(set)
-    rows = []
-    for uid, group in part.groupby(user, sort=True):
-        want = int(round(ratio * len(group)))
-        pool = np.setdiff1d(all_items, np.array(list(seen[uid]), dtype=all_items.dtype))
-        if want == 0 or len(pool) == 0:
+    item_codes, item_values = pd.factorize(everything[item])
+    user_codes, user_values = pd.factorize(everything[user])
+    seen = np.zeros((len(user_values), len(item_values)), dtype=bool)  # users x items, rated
+    seen[user_codes, item_codes] = True
+    first_row = pd.Series(np.arange(len(everything))).groupby(item_codes).first().to_numpy()
+    part_users = user_values.get_indexer(part[user])
+    templates, picked = [], []
+    for code in np.unique(part_users):
+        rows = np.flatnonzero(part_users == code)
+        pool = np.flatnonzero(~seen[code])
+        want = min(int(round(ratio * len(rows))), len(pool))
+        if want == 0:
             continue
-        picked = rng.choice(pool, size=min(want, len(pool)), replace=False)
-        template = group.iloc[rng.integers(0, len(group), size=len(picked))].copy()
-        template[item] = picked
-        for col in item_cols:
-            template[col] = items.loc[picked, col].to_numpy()
-        rows.append(template)
-    negatives = pd.concat(rows) if rows else part.iloc[:0].copy()
+        picked.append(rng.choice(pool, size=want, replace=False))
+        templates.append(rows[rng.integers(0, len(rows), size=want)])
+    templates = np.concatenate(templates) if templates else np.zeros(0, dtype=np.int64)
+    picked = np.concatenate(picked) if picked else np.zeros(0, dtype=np.int64)
+    negatives = part.iloc[templates].copy()  # the user's side features and a timestamp of theirs
+    negatives[item] = item_values[picked]
+    for col in item_cols:
+        negatives[col] = everything[col].to_numpy()[first_row[picked]]
     negatives[watch] = 0.0
     for label in zero_labels:
         negatives[label] = 0.0

@@ -6,8 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-import torch
-import torchaudio.functional as AF
 
 # Peak (on a [-1, 1] scale) below which a recording counts as silent: about -60 dBFS, i.e. a
 # 16-bit file whose loudest sample is under ~33 LSB. Real speech in the shipped corpora peaks far
@@ -61,6 +59,8 @@ def check_signal(
 @contextmanager
 def single_threaded_torch():
     """Run torch ops on one thread: many tiny resampling calls are far slower multi-threaded."""
+    import torch
+
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -73,6 +73,9 @@ def resample(signal: np.ndarray, rate: int, new_rate: int) -> np.ndarray:
     """Band-limited resampling with torchaudio (a no-op when the rates match)."""
     if rate == new_rate:
         return signal
+    import torch  # imported here so that text normalisation alone does not load torch
+    import torchaudio.functional as AF
+
     out = AF.resample(torch.from_numpy(np.ascontiguousarray(signal)), rate, new_rate)
     return out.numpy()
 

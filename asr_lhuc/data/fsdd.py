@@ -153,6 +153,9 @@ def _list_recordings(root, speakers, summary, max_utts) -> list[Utterance]:
             ID=path.stem, wav=str(path), spk_id=speaker,
             wrd=normalize_text(DIGIT_WORDS[digit]), gender=speakers[speaker]["gender"],
         ))
+    if len(utts) < len(found):
+        summary.note(f"max_utts={max_utts} leaves {len(found) - len(utts)} of {len(found)} "
+                     f"recordings unused")
     return utts
 
 

@@ -120,5 +120,9 @@ def _read_split(root, split, summary, max_speakers, max_utts, seed, silence_peak
     """Utterances of ``root/split`` after the optional caps, with unusable audio skipped."""
     utts = read_kaldi_split(root / split, root, summary, speaker_prefix=SPEAKER_PREFIX)
     ages = {u.spk_id: u.age for u in utts}
-    utts = limit(utts, max_speakers, max_utts, seed, group_of=lambda spk: age_group(ages[spk]))
+    capped = limit(utts, max_speakers, max_utts, seed, group_of=lambda spk: age_group(ages[spk]))
+    if len(capped) < len(utts):
+        summary.note(f"{split}: max_speakers/max_utts leave {len(utts) - len(capped)} of "
+                     f"{len(utts)} utterances unused")
+    utts = capped
     return keep_usable_audio(utts, summary, SAMPLE_RATE, silence_peak, f"speechocean762 {split}")

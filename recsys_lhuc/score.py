@@ -45,7 +45,7 @@ class Ranker:
             self.oov_counts[name] = self.oov_counts.get(name, 0) + count
         if any(oov.values()):
             log.info("scoring: values mapped to the OOV bucket per field: %s", oov)
-        return {k: torch.from_numpy(v).to(self.device) for k, v in columns.items()
+        return {k: torch.from_numpy(np.array(v)).to(self.device) for k, v in columns.items()
                 if not k.startswith("_")}
 
     @torch.no_grad()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -47,6 +48,9 @@ class TrainConfig:
     num_threads: int | None = None  # torch CPU threads
     label_masks: dict = field(default_factory=dict)  # {label: mask label}: loss/metrics on mask==1
     task_weights: dict = field(default_factory=dict)  # {label: loss weight}, default 1
+    # [{match: regex on parameter names, lr: ..., weight_decay: ...}], first match wins; e.g. a
+    # higher lr for LHUC amplitude rows, which each user's rows only see in a few batches
+    param_groups: list = field(default_factory=list)
     progress: bool = True
 
     @classmethod
@@ -171,10 +175,26 @@ def build(cfg: dict, prepared: Prepared, device: torch.device):
     return name, model
 
 
+def dense_param_groups(model, dense: list, tc: TrainConfig) -> list[dict]:
+    """AdamW groups: parameters whose name matches a ``param_groups`` rule get its settings."""
+    wanted = {id(p) for p in dense}
+    groups = [{"params": [], **{k: v for k, v in rule.items() if k != "match"}}
+              for rule in tc.param_groups]
+    default = {"params": []}
+    for name, param in model.named_parameters():
+        if id(param) not in wanted:
+            continue
+        rule = next((i for i, r in enumerate(tc.param_groups) if re.search(r["match"], name)),
+                    None)
+        (default if rule is None else groups[rule])["params"].append(param)
+    return [g for g in [default, *groups] if g["params"]]
+
+
 def make_optimizers(model, tc: TrainConfig) -> list[torch.optim.Optimizer]:
     """AdamW for dense parameters; SparseAdam for embedding tables built with sparse=True."""
     sparse, dense = split_sparse_parameters(model)
-    optimizers = [torch.optim.AdamW(dense, lr=tc.lr, weight_decay=tc.weight_decay)]
+    optimizers = [torch.optim.AdamW(dense_param_groups(model, dense, tc), lr=tc.lr,
+                                    weight_decay=tc.weight_decay)]
     if sparse:
         optimizers.append(torch.optim.SparseAdam(sparse, lr=tc.lr))
     return optimizers

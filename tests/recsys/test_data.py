@@ -4,16 +4,14 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from recsys_data_helpers import ROOT, SHARED, ml100k_folder, tiny_config
 
-from recsys_lhuc.data import Batches, DataError, Vocab, generate_synthetic, prepare
-from recsys_lhuc.data import pipeline
+from recsys_lhuc.data import Batches, DataError, Vocab, generate_synthetic, pipeline, prepare
 from recsys_lhuc.data.loaders import load_ml100k, load_ml100k_grouplens, load_ml_latest_small
 from recsys_lhuc.data.protocols import label_from_rating, split_random, split_temporal
 from recsys_lhuc.data.vocab import encode_multi, split_tokens
 from recsys_lhuc.metrics import auc
 from recsys_lhuc.spec import FeatureSpec
-
-from recsys_data_helpers import ROOT, SHARED, ml100k_folder, tiny_config
 
 
 def test_vocab_min_count_oov_and_hashing():
@@ -57,7 +55,7 @@ def test_labels_and_splits():
     assert split_random(df, seed=3)["test"].index.equals(parts["test"].index)
     assert not split_random(df, seed=4)["test"].index.equals(parts["test"].index)
     temporal = split_temporal(df)
-    for uid, group in df.groupby("user_id"):
+    for uid in df["user_id"].unique():
         test_t = temporal["test"].query("user_id == @uid")["timestamp"]
         train_t = temporal["train"].query("user_id == @uid")["timestamp"]
         assert len(test_t) == 1 and test_t.min() > train_t.max()  # latest interaction in test

@@ -1,0 +1,121 @@
+"""Accuracy benchmark of the ranking models: mean +- std over seeds of test AUC / gAUC / logloss.
+
+    python benchmarks/recsys_accuracy.py --dataset ml100k      # -> results/recsys/ml100k.json
+    python benchmarks/recsys_accuracy.py --dataset synthetic   # -> results/recsys/synthetic.json
+
+Each (model, seed) run is a normal ``recsys_lhuc`` training run under ``--runs``; finished runs are
+reused, so a killed benchmark resumes where it stopped. A seed sets both the 8:1:1 split and the
+model initialisation. PEPNet on ML-100K trains two tasks (like, watch with sampled negatives, see
+recipes/ranking/ml100k_multitask.yaml); its like-metrics are on the same observed test rows.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from recsys_lhuc.train import load_config, train  # noqa: E402
+
+RECIPES = ROOT / "recipes" / "ranking"
+DATASETS = {
+    "ml100k": {"config": RECIPES / "ml100k.yaml",
+               "per_model": {"pepnet": RECIPES / "ml100k_multitask.yaml"},
+               "protocol": "MovieLens-100K, like = rating >= 4 (rating 3 kept as negative), "
+                           "seeded random 8:1:1 split of the ratings (seed = run seed); PEPNet "
+                           "adds watch negatives (1 sampled unrated item per rating) and is scored on "
+                           "like over the same observed test rows"},
+    "synthetic": {"config": RECIPES / "synthetic.yaml", "per_model": {},
+                  "protocol": "synthetic heterogeneous users (recsys_lhuc.data.synthetic, "
+                              "generator seed fixed), seeded random 8:1:1 split (seed = run seed); "
+                              "ceiling = AUC of the true click probabilities on each test split"},
+}
+MODELS = ["dnn", "wide_deep", "ppnet", "lhuc_user", "pepnet"]
+
+
+def run_one(dataset: str, model: str, seed: int, runs: Path, overrides: list[str]) -> dict:
+    info = DATASETS[dataset]
+    out = runs / dataset / model / f"seed{seed}"
+    if (out / "results.json").exists():
+        return json.loads((out / "results.json").read_text())
+    config = info["per_model"].get(model, info["config"])
+    sets = [f"data.split.seed={seed}", f"train.seed={seed}", "train.progress=false", *overrides]
+    if model not in info["per_model"]:
+        sets.append(f"model.name={model}")
+    cfg = load_config(config, sets)
+    return train(cfg, out)
+
+
+def summarise(results: list[dict]) -> dict:
+    def stat(key):
+        values = np.array([r["test"][key] for r in results])
+        return float(values.mean()), float(values.std(ddof=1) if len(values) > 1 else 0.0)
+
+    out = {}
+    for key in ("auc", "gauc", "logloss"):
+        out[f"{key}_mean"], out[f"{key}_std"] = stat(key)
+    out["seeds"] = [{"seed": r["seed"], "auc": r["test"]["auc"], "gauc": r["test"]["gauc"],
+                     "logloss": r["test"]["logloss"], "best_epoch": r["best_epoch"],
+                     "epochs_run": r["epochs_run"], "parameters": r["parameters"]}
+                    for r in results]
+    return out
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", choices=sorted(DATASETS), default="ml100k")
+    parser.add_argument("--models", nargs="*", default=MODELS)
+    parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2, 3, 4])
+    parser.add_argument("--runs", default=str(ROOT / "exp" / "recsys_accuracy"))
+    parser.add_argument("--out", default=None, help="JSON path (default results/recsys/...)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--set", nargs="*", default=[], help="config overrides for every run")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    torch.set_num_threads(args.threads)
+    out_path = Path(args.out or ROOT / "results" / "recsys" / f"{args.dataset}.json")
+    summary = {"protocol": DATASETS[args.dataset]["protocol"], "dataset": args.dataset,
+               "models": {}, "command": "python " + shlex.join(
+                   [str(Path(sys.argv[0]).resolve().relative_to(ROOT)), *sys.argv[1:]])}
+    ceilings = []
+    for model in args.models:
+        results = []
+        for seed in args.seeds:
+            res = run_one(args.dataset, model, seed, Path(args.runs), args.set)
+            res["seed"] = seed
+            results.append(res)
+            logging.info("%s %s seed %d: test AUC %.4f gAUC %.4f logloss %.4f", args.dataset,
+                         model, seed, res["test"]["auc"], res["test"]["gauc"],
+                         res["test"]["logloss"])
+            if model == args.models[0] and (res["data"].get("ceiling") or {}).get("auc"):
+                ceilings.append(res["data"]["ceiling"])
+        summary["models"][model] = summarise(results)
+        summary["device"] = results[-1]["device"]
+    if ceilings:
+        summary["ceiling_auc"] = float(np.mean([c["auc"] for c in ceilings]))
+        summary["ceiling_gauc"] = float(np.mean([c["gauc"] for c in ceilings]))
+        summary["ceiling_logloss"] = float(np.mean([c["logloss"] for c in ceilings]))
+    summary["overrides"] = args.set
+    summary["torch_threads"] = args.threads
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"\n{'model':<12}{'AUC':>18}{'gAUC':>18}{'logloss':>18}")
+    for model, s in summary["models"].items():
+        print(f"{model:<12}{s['auc_mean']:>10.4f} +- {s['auc_std']:.4f}"
+              f"{s['gauc_mean']:>10.4f} +- {s['gauc_std']:.4f}"
+              f"{s['logloss_mean']:>10.4f} +- {s['logloss_std']:.4f}")
+    if ceilings:
+        print(f"{'ceiling':<12}{summary['ceiling_auc']:>10.4f}")
+    print(f"wrote {out_path}")
+
+
+if __name__ == "__main__":
+    main()

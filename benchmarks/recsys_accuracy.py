@@ -31,8 +31,8 @@ DATASETS = {
                "per_model": {"pepnet": RECIPES / "ml100k_multitask.yaml"},
                "protocol": "MovieLens-100K, like = rating >= 4 (rating 3 kept as negative), "
                            "seeded random 8:1:1 split of the ratings (seed = run seed); PEPNet "
-                           "adds watch negatives (1 sampled unrated item per rating) and is scored on "
-                           "like over the same observed test rows"},
+                           "adds watch negatives (1 sampled unrated item per rating) and is scored "
+                           "on like over the same observed test rows"},
     "synthetic": {"config": RECIPES / "synthetic.yaml", "per_model": {},
                   "protocol": "synthetic heterogeneous users (recsys_lhuc.data.synthetic, "
                               "generator seed fixed), seeded random 8:1:1 split (seed = run seed); "

@@ -56,8 +56,8 @@ def test_labels_and_splits():
     assert not split_random(df, seed=4)["test"].index.equals(parts["test"].index)
     temporal = split_temporal(df)
     for uid in df["user_id"].unique():
-        test_t = temporal["test"].query("user_id == @uid")["timestamp"]
-        train_t = temporal["train"].query("user_id == @uid")["timestamp"]
+        test_t = temporal["test"].loc[temporal["test"]["user_id"] == uid, "timestamp"]
+        train_t = temporal["train"].loc[temporal["train"]["user_id"] == uid, "timestamp"]
         assert len(test_t) == 1 and test_t.min() > train_t.max()  # latest interaction in test
 
 

@@ -21,7 +21,7 @@ from recsys_lhuc.spec import FeatureSpec
 try:
     import torchrec
     from torchrec import EmbeddingBagCollection, EmbeddingBagConfig, KeyedJaggedTensor, PoolingType
-except ImportError as err:  # optional extra
+except (ImportError, OSError, RuntimeError) as err:  # optional extra; GPU fbgemm w/o driver
     torchrec, TORCHREC_ERROR = None, err
 else:
     TORCHREC_ERROR = None

@@ -12,16 +12,19 @@ from pathlib import Path
 import pytest
 import torch
 
-pytest.importorskip("torchrec", reason="TorchRec not installed (optional extra): `make setup` "
-                    "or pip install --no-deps torchrec==1.9.2 + fbgemm-gpu-cpu==1.9.0")
-
-from recsys_lhuc.distributed.torchrec_embedding import (  # noqa: E402
+from recsys_lhuc.distributed.torchrec_embedding import (
+    TORCHREC_ERROR,
     TorchRecFeatureEmbedding,
     from_feature_embedding,
     to_torchrec,
 )
-from recsys_lhuc.models import FeatureEmbedding, build_model  # noqa: E402
-from recsys_lhuc.models.random_batch import random_batch, tiny_spec  # noqa: E402
+from recsys_lhuc.models import FeatureEmbedding, build_model
+from recsys_lhuc.models.random_batch import random_batch, tiny_spec
+
+pytestmark = pytest.mark.skipif(
+    TORCHREC_ERROR is not None,
+    reason=f"TorchRec not importable (optional extra; `make setup` installs the CPU build: "
+           f"pip install --no-deps torchrec==1.9.2 + fbgemm-gpu-cpu==1.9.0): {TORCHREC_ERROR}")
 
 ROOT = Path(__file__).resolve().parents[2]
 

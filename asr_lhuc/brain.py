@@ -121,6 +121,7 @@ class LHUCCTCBrain(sb.Brain):
                 train_stats={"loss": getattr(self, "train_loss", None)},
                 valid_stats=stats,
             )
+            self._stop_if_out_of_time()
             self.checkpointer.save_and_keep_only(meta={"WER": stats["WER"]}, min_keys=["WER"])
         else:
             self.hparams.train_logger.log_stats(
@@ -133,6 +134,16 @@ class LHUCCTCBrain(sb.Brain):
             if getattr(self.hparams, "test_searcher", None) is not None:
                 scores["greedy"] = wer_cer(self.refs, self.greedy_hyps)
             self.test_scores = scores
+
+
+    def _stop_if_out_of_time(self):
+        """End training after this epoch once ``train_time_limit_minutes`` of training is spent."""
+        limit = getattr(self.hparams, "train_time_limit_minutes", None)
+        if limit and self.hparams.train_clock.seconds >= 60 * limit:
+            counter = self.hparams.epoch_counter
+            logger.info("training time limit of %s min reached after epoch %d; stopping",
+                        limit, counter.current)
+            counter.limit = counter.current
 
 
 def _readable_chars(text: str, characters: set[str]) -> bool:

@@ -26,7 +26,9 @@ class CTCAcousticModel(nn.Module):
     n_mels : Fbank channels.
     sample_rate : audio rate the features expect.
     cnn_blocks, cnn_channels : CRDNN convolution blocks (each halves the frequency axis).
-    time_pooling_size : time subsampling after the CNN (1 disables it); 3 keeps 33 frames/s.
+    cnn_2d_pooling : each CNN block also halves the time axis (2 blocks: 25 frames/s); cheap,
+        since the second block already runs at half rate.
+    time_pooling_size : extra time subsampling after the CNN (1 disables it).
     rnn_class, rnn_layers, rnn_neurons, rnn_bidirectional : the recurrent layers.
     dnn_blocks, dnn_neurons : the Linear/BatchNorm/LeakyReLU blocks LHUC usually targets.
     dropout : dropout everywhere in the encoder.
@@ -35,14 +37,16 @@ class CTCAcousticModel(nn.Module):
     """
 
     def __init__(self, n_tokens: int, n_mels: int = 40, sample_rate: int = 16000,
-                 cnn_blocks: int = 2, cnn_channels: tuple = (32, 64), time_pooling_size: int = 3,
+                 cnn_blocks: int = 2, cnn_channels: tuple = (16, 32), cnn_2d_pooling: bool = True,
+                 time_pooling_size: int = 1,
                  rnn_class: str = "lstm", rnn_layers: int = 2, rnn_neurons: int = 256,
                  rnn_bidirectional: bool = True, dnn_blocks: int = 2, dnn_neurons: int = 256,
                  dropout: float = 0.15):
         super().__init__()
         self.config = dict(
             n_tokens=n_tokens, n_mels=n_mels, sample_rate=sample_rate, cnn_blocks=cnn_blocks,
-            cnn_channels=list(cnn_channels), time_pooling_size=time_pooling_size,
+            cnn_channels=list(cnn_channels), cnn_2d_pooling=cnn_2d_pooling,
+            time_pooling_size=time_pooling_size,
             rnn_class=rnn_class, rnn_layers=rnn_layers, rnn_neurons=rnn_neurons,
             rnn_bidirectional=rnn_bidirectional, dnn_blocks=dnn_blocks, dnn_neurons=dnn_neurons,
             dropout=dropout,
@@ -55,6 +59,7 @@ class CTCAcousticModel(nn.Module):
         self.encoder = CRDNN(
             input_shape=[None, None, n_mels], activation=nn.LeakyReLU, dropout=dropout,
             cnn_blocks=cnn_blocks, cnn_channels=list(cnn_channels), cnn_kernelsize=(3, 3),
+            using_2d_pooling=cnn_2d_pooling,
             time_pooling=time_pooling_size > 1, time_pooling_size=max(time_pooling_size, 1),
             rnn_class=RNN_CLASSES[rnn_class], rnn_layers=rnn_layers, rnn_neurons=rnn_neurons,
             rnn_bidirectional=rnn_bidirectional, dnn_blocks=dnn_blocks, dnn_neurons=dnn_neurons,

@@ -1,0 +1,81 @@
+"""Character units, greedy and beam-search CTC decoding, confidences, jiwer scoring."""
+
+import pytest
+import torch
+
+from asr_lhuc.decode import (
+    DEFAULT_CHARACTERS,
+    beam_texts,
+    characters_of,
+    confidence,
+    greedy_texts,
+    make_beam_searcher,
+    make_text_encoder,
+)
+from asr_lhuc.scoring import wer_by_age_group, wer_by_speaker, wer_cer
+
+
+def peaked_log_probs(encoder, frames: list[str], pad_to: int | None = None, peak=0.97):
+    """Log-probs that put `peak` on each frame's character ('_' = blank)."""
+    n = len(encoder)
+    rows = []
+    for ch in frames + ["_"] * ((pad_to or len(frames)) - len(frames)):
+        index = 0 if ch == "_" else encoder.lab2ind[ch]
+        row = torch.full((n,), (1 - peak) / (n - 1))
+        row[index] = peak
+        rows.append(row)
+    return torch.stack(rows).log()
+
+
+def test_text_encoder_has_the_blank_first_then_the_characters():
+    enc = make_text_encoder()
+    assert len(enc) == 1 + len(DEFAULT_CHARACTERS) and enc.lab2ind["<blank>"] == 0
+    assert "".join(characters_of(enc)) == DEFAULT_CHARACTERS
+    assert enc.decode_ndim(enc.encode_sequence_torch(list("IT'S A")).tolist()) == list("IT'S A")
+
+
+def test_greedy_merges_repeats_drops_blanks_and_respects_lengths():
+    enc = make_text_encoder()
+    a = peaked_log_probs(enc, list("HH_E_LL_L_O") + [" ", "A"])
+    b = peaked_log_probs(enc, list("NO_"), pad_to=13)
+    b[3:, enc.lab2ind["X"]] = 5.0  # garbage in the padding must be ignored
+    texts = greedy_texts(torch.stack([a, b]), torch.tensor([1.0, 3 / 13]), enc)
+    assert texts == ["HELLO A", "NO"]
+
+
+def test_beam_search_agrees_with_greedy_on_confident_frames():
+    enc = make_text_encoder()
+    lp = torch.stack([peaked_log_probs(enc, list("_C_A_TT_ S_A_T"))])
+    texts, scores = beam_texts(lp, torch.ones(1), make_beam_searcher(enc, beam_size=4))
+    assert texts == greedy_texts(lp, torch.ones(1), enc) == ["CAT SAT"]
+    assert scores[0] < 0
+
+
+def test_confidence_is_high_for_peaked_and_low_for_flat_posteriors():
+    enc = make_text_encoder()
+    peaked = peaked_log_probs(enc, list("AB_C"), peak=0.9)
+    flat = torch.full_like(peaked, 1 / len(enc)).log()
+    flat_then_peaked = torch.cat([peaked[:2], flat[:2]])
+    conf = confidence(torch.stack([peaked, flat, flat_then_peaked]),
+                      torch.tensor([1.0, 1.0, 0.5]))
+    assert conf[0] == pytest.approx(0.9, abs=1e-5)
+    assert conf[1] == pytest.approx(1 / len(enc), abs=1e-5)
+    assert conf[2] == pytest.approx(0.9, abs=1e-5)  # the padded half does not count
+
+
+def test_wer_cer_normalise_both_sides_and_count_errors():
+    assert wer_cer(["Hello, world!"], ["HELLO WORLD"])["wer"] == 0.0
+    scores = wer_cer(["A B C D", "E F"], ["A X C", "E F"])
+    assert scores["wer"] == pytest.approx(2 / 6) and scores["n_utts"] == 2
+    assert wer_cer(["AB"], ["AC"])["cer"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="2 references but 1"):
+        wer_cer(["A", "B"], ["A"])
+
+
+def test_wer_by_age_group_and_speaker():
+    refs, hyps = ["A B", "C D", "E F"], ["A B", "C X", "Y Z"]
+    groups = wer_by_age_group(refs, hyps, ["9", "30", ""])
+    assert set(groups) == {"child", "adult"}
+    assert groups["child"]["wer"] == 0.0 and groups["adult"]["wer"] == 0.5
+    per_spk = wer_by_speaker(refs, hyps, ["s1", "s1", "s2"])
+    assert per_spk["s1"]["wer"] == 0.25 and per_spk["s2"]["wer"] == 1.0

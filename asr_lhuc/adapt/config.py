@@ -1,0 +1,62 @@
+"""AdaptConfig: every knob of unsupervised LHUC adaptation, filled from the recipe's YAML."""
+
+from dataclasses import asdict, dataclass, fields
+
+
+@dataclass
+class AdaptConfig:
+    """How speakers are adapted.
+
+    Args:
+        optimizer: "adam" or "sgd" (torch.optim), over the LHUC rows only.
+        lr: learning rate.
+        epochs: passes over each speaker's adaptation utterances.
+        batch_size: utterances of one speaker per update step.
+        max_batch_utts: utterances per forward pass (a step larger than this is accumulated).
+        targets: "first_pass" (unsupervised: the decoded hypotheses) or "oracle" (transcripts).
+        min_confidence: drop first-pass hypotheses whose confidence is below this (0 keeps all).
+        top_fraction: keep only this fraction of each speaker's most confident hypotheses.
+        rounds: adapt -> re-decode with the adapted rows -> adapt again, this many times.
+        max_adapt_seconds: use at most this much audio per speaker for adaptation (None: all).
+        row_init: new speakers' rows start at amplitude 1 ("one") or at the SI row ("si").
+        seed: seeds the order of each speaker's mini-batches.
+    """
+
+    optimizer: str = "adam"
+    lr: float = 0.01
+    epochs: int = 5
+    batch_size: int = 8
+    max_batch_utts: int = 64
+    targets: str = "first_pass"
+    min_confidence: float = 0.0
+    top_fraction: float = 1.0
+    rounds: int = 1
+    max_adapt_seconds: float | None = None
+    row_init: str = "one"
+    seed: int = 1234
+
+    def __post_init__(self):
+        if self.optimizer not in ("adam", "sgd"):
+            raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
+        if self.targets not in ("first_pass", "oracle"):
+            raise ValueError(f"targets must be 'first_pass' or 'oracle', got {self.targets!r}")
+        if not 0.0 < self.top_fraction <= 1.0:
+            raise ValueError(f"top_fraction must lie in (0, 1], got {self.top_fraction}")
+        if self.epochs < 0 or self.batch_size < 1 or self.rounds < 1:
+            raise ValueError("need epochs >= 0, batch_size >= 1 and rounds >= 1")
+
+    @classmethod
+    def from_dict(cls, values: dict | None) -> "AdaptConfig":
+        """Build from a YAML mapping; unknown keys are an error naming them."""
+        values = dict(values or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown adaptation options {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+    def replace(self, **changes) -> "AdaptConfig":
+        return AdaptConfig(**{**asdict(self), **changes})
+
+    def to_dict(self) -> dict:
+        return asdict(self)

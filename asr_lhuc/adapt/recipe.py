@@ -1,0 +1,230 @@
+"""What every recipe's adapt.py does: the headline systems, loop vs batched timing, sweeps.
+
+Systems (any subset, in the YAML's ``systems`` list):
+  si              the SI model, SI row (first pass; LHUC attached but at amplitude 1)
+  si_lhuc         the SI model + unsupervised LHUC from its own first pass
+  si_lhuc_oracle  the SI model + LHUC with the true transcripts as targets (upper bound)
+  si_lhuc_online  utterance n decoded with the row learned on 1..n-1 (SI first pass)
+  sat_si_mode     the SAT-LHUC model decoded with its SI row
+  sat_lhuc        the SAT-LHUC model + unsupervised LHUC from its SI-mode first pass
+Every run starts from a fresh copy of the loaded checkpoint; adapters go to the adaptation's own
+folder (``output_folder/adapters/<system>``), never to a training checkpointer.
+"""
+
+import copy
+import logging
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import speechbrain as sb
+import torch
+from hyperpyyaml import load_hyperpyyaml
+
+from asr_lhuc.pretrained import load_pretrained
+
+from .adapters import save_speaker_adapters
+from .config import AdaptConfig
+from .online import online_hypotheses
+from .pipeline import adapt_speakers, decode_speakers, score
+from .protocols import split_protocol
+from .report import (
+    format_table,
+    plot_speakers,
+    plot_sweep,
+    relative_reduction,
+    speakers_improved,
+    write_json,
+)
+from .system import AsrSystem
+from .utterances import load_speakers
+
+logger = logging.getLogger(__name__)
+UNSUPERVISED = {"si_lhuc": "si", "sat_lhuc": "sat_si_mode"}
+
+
+class Models:
+    """The SI and SAT checkpoints, loaded once; `fresh(kind)` gives an independent copy."""
+
+    def __init__(self, hp: dict):
+        self.hp, self.loaded = hp, {}
+
+    def fresh(self, kind: str, lhuc_targets=None, reparam=None) -> AsrSystem:
+        path = self.hp["si_checkpoint" if kind == "si" else "sat_checkpoint"]
+        if path not in self.loaded:
+            if not Path(path).is_file():
+                raise FileNotFoundError(f"{kind} checkpoint {path} not found: train it with the "
+                                        "recipe's train.py or set it in the YAML")
+            self.loaded[path] = load_pretrained(path)
+        model, encoder, _, _ = self.loaded[path]
+        model = copy.deepcopy(model)
+        if kind == "si":
+            if model.has_lhuc:
+                raise ValueError(f"{path} has LHUC tables: give an SI checkpoint as si_checkpoint")
+            model.attach_speaker_lhuc(lhuc_targets or self.hp["lhuc_targets"], 0,
+                                      reparam=reparam or self.hp.get("lhuc_reparam", "2sigmoid"))
+        elif not model.has_lhuc:
+            raise ValueError(f"{path} has no LHUC tables: give a SAT-LHUC checkpoint")
+        return AsrSystem(model, encoder)
+
+
+def run_system(name: str, models: Models, data: dict, cfg: AdaptConfig, hp: dict,
+               mode: str = "batched", lhuc_targets=None, reparam=None) -> dict:
+    """One system: adapt (unless it is a first-pass system), decode, score."""
+    kind = "sat" if name.startswith("sat") else "si"
+    system = models.fresh(kind, lhuc_targets, reparam)
+    adapt_set, score_set = data["adapt"], data["score"]
+    if name in ("si", "sat_si_mode"):
+        return score(score_set, decode_speakers(system, score_set))
+    if name == "si_lhuc_online":
+        return score(score_set, online_hypotheses(system, score_set, cfg, show_progress=True))
+    if name == "si_lhuc_oracle":
+        cfg = cfg.replace(targets="oracle")
+    elif name == "sat_lhuc":
+        cfg = cfg.replace(row_init=hp.get("sat_row_init", cfg.row_init))
+    info = adapt_speakers(system, adapt_set, cfg, mode, show_progress=True)
+    result = score(score_set, decode_speakers(system, score_set, info["rows"]))
+    result.update(adapt_seconds=info["seconds"], unusable_speakers=info["unusable"],
+                  targets=info["targets"])
+    if hp.get("save_adapters", True):
+        folder = Path(hp["output_folder"]) / "adapters" / f"{name}_{mode}"
+        save_speaker_adapters(system.model, info["rows"], folder)
+        result["adapters"] = str(folder)
+    return result
+
+
+def headline(models: Models, data: dict, cfg: AdaptConfig, hp: dict) -> dict:
+    """The systems of the YAML, plus the per-speaker loop timed against batched mode."""
+    results, timing = {}, {}
+    for name in hp["systems"]:
+        logger.info("system %s", name)
+        results[name] = run_system(name, models, data, cfg, hp, hp.get("mode", "batched"))
+        if name == "si_lhuc" and hp.get("compare_loop", True):
+            loop = run_system(name, models, data, cfg, hp, mode="loop")
+            timing = {"loop_seconds": loop["adapt_seconds"],
+                      "batched_seconds": results[name]["adapt_seconds"],
+                      "loop_wer": loop["wer"], "loop_cer": loop["cer"]}
+        logger.info("%s: WER %.4f CER %.4f", name, results[name]["wer"], results[name]["cer"])
+    return {"systems": results, **timing}
+
+
+def sweeps(models: Models, data: dict, cfg: AdaptConfig, hp: dict, out: Path) -> dict:
+    """Ablations: each sweep varies layers, reparam or adaptation options of one system."""
+    found = {}
+    for sweep_name, sweep in (hp.get("sweeps") or {}).items():
+        points, details = {}, {}
+        for label, setting in sweep["settings"].items():
+            setting = dict(setting or {})
+            run_cfg = cfg.replace(**setting.get("adapt", {}))
+            res = run_system(sweep.get("system", "si_lhuc"), models, data, run_cfg, hp,
+                             lhuc_targets=setting.get("lhuc_targets"),
+                             reparam=setting.get("reparam"))
+            points[label] = res["wer"]
+            details[label] = {"wer": res["wer"], "cer": res["cer"], "setting": setting}
+            logger.info("sweep %s / %s: WER %.4f", sweep_name, label, res["wer"])
+        baseline = sweep.get("baseline")
+        png = out / f"sweep_{sweep_name}.png"
+        plot_sweep(points, png, f"{hp['corpus']}: {sweep_name}", sweep_name,
+                   baseline=data["baselines"].get(baseline))
+        found[sweep_name] = {"results": details, "plot": str(png), "baseline": baseline}
+    return found
+
+
+def summarise(found: dict, hp: dict, command: str) -> dict:
+    """adapt.json: wer/cer per system, relative reductions, speakers improved, timing."""
+    systems = found["systems"]
+    payload = {name: {k: res[k] for k in ("wer", "cer", "n_utts")}
+               for name, res in systems.items()}
+    adapted = [n for n in UNSUPERVISED if n in systems]
+    best = min(adapted, key=lambda n: systems[n]["wer"]) if adapted else None
+    if best is not None:
+        base = UNSUPERVISED[best]
+        if base in systems:
+            payload["speakers_improved"] = speakers_improved(
+                systems[base]["per_speaker"], systems[best]["per_speaker"])["improved"]
+            payload["speakers_improved_detail"] = speakers_improved(
+                systems[base]["per_speaker"], systems[best]["per_speaker"])
+        payload["best_unsupervised"] = best
+    payload["relative_wer_reduction"] = {
+        f"{b}->{a}": relative_reduction(systems[b]["wer"], systems[a]["wer"])
+        for a, b in [*UNSUPERVISED.items(), ("si_lhuc_oracle", "si"), ("si_lhuc_online", "si")]
+        if a in systems and b in systems}
+    payload["per_speaker_wer"] = {n: r["per_speaker"] for n, r in systems.items()}
+    payload["groups_wer"] = {n: r["groups"] for n, r in systems.items() if r["groups"]}
+    payload["unusable_speakers"] = {n: r["unusable_speakers"] for n, r in systems.items()
+                                    if "unusable_speakers" in r}
+    payload["adapt_seconds"] = {n: r["adapt_seconds"] for n, r in systems.items()
+                                if "adapt_seconds" in r}
+    for key in ("loop_seconds", "batched_seconds", "loop_wer", "loop_cer"):
+        if key in found:
+            payload[key] = found[key]
+    if "loop_seconds" in found and found["batched_seconds"] > 0:
+        payload["loop_over_batched_speedup"] = found["loop_seconds"] / found["batched_seconds"]
+    payload.update(
+        corpus=hp["corpus"], n_speakers=found["n_speakers"], protocol=hp["protocol"],
+        checkpoint={"si": hp.get("si_checkpoint"), "sat": hp.get("sat_checkpoint")},
+        adapt_config=found["adapt_config"], lhuc_targets_si=hp.get("lhuc_targets"),
+        device=found["device"], threads=torch.get_num_threads(), command=command,
+        wall_seconds=found["wall_seconds"])
+    if "sweeps" in found:
+        payload["sweeps"] = found["sweeps"]
+    return payload
+
+
+def plots(found: dict, out: Path, corpus: str) -> list[str]:
+    """Per-speaker WER before/after for each adapted system."""
+    made = []
+    systems = found["systems"]
+    for after, before in [*UNSUPERVISED.items(), ("si_lhuc_oracle", "si")]:
+        if after in systems and before in systems:
+            png = out / f"speakers_{after}.png"
+            plot_speakers(systems[before]["per_speaker"], systems[after]["per_speaker"], png,
+                          f"{corpus}: per-speaker WER", (before, after))
+            made.append(str(png))
+    return made
+
+
+def run(hp: dict, prepare_fn, command: str) -> dict:
+    """Prepare data, run systems and sweeps, write adapt.json + plots, print the table."""
+    start = time.perf_counter()
+    torch.manual_seed(hp.get("seed", 1234))
+    if prepare_fn is not None and hp.get("prepare_kwargs"):
+        prepare_fn(**dict(hp["prepare_kwargs"]))
+    speakers = load_speakers(hp["test_csv"], max_speakers=hp.get("max_speakers"),
+                             max_utts=hp.get("max_utts"))
+    adapt_set, score_set = split_protocol(speakers, hp["protocol"], hp.get("seed", 1234))
+    cfg = AdaptConfig.from_dict(hp["adapt"])
+    models = Models(hp)
+    data = {"adapt": adapt_set, "score": score_set, "baselines": {}}
+    found = headline(models, data, cfg, hp)
+    data["baselines"] = {n: r["wer"] for n, r in found["systems"].items()}
+    out = Path(hp["results_folder"])
+    out.mkdir(parents=True, exist_ok=True)
+    if hp.get("sweeps"):
+        found["sweeps"] = sweeps(models, data, cfg, hp, out)
+    found.update(n_speakers=len(speakers), adapt_config=cfg.to_dict(),
+                 device=str(AsrSystem.default_device()),
+                 wall_seconds=time.perf_counter() - start)
+    payload = summarise(found, hp, command)
+    payload["plots"] = plots(found, out, hp["corpus"])
+    path = write_json(out / hp.get("results_name", "adapt.json"), payload)
+    print(f"\n{hp['corpus']}: {len(speakers)} test speakers, protocol {hp['protocol']}")
+    print(format_table(found["systems"]))
+    if "loop_seconds" in found:
+        print(f"adaptation wall time: per-speaker loop {found['loop_seconds']:.1f} s, "
+              f"batched {found['batched_seconds']:.1f} s")
+    print(f"results: {path}")
+    return payload
+
+
+def main(prepare_fn, script: str) -> dict:
+    """Entry point of recipes/<Corpus>/ASR/CTC/adapt.py (SpeechBrain-style arguments)."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    argv = sys.argv[1:]
+    hparams_file, _, overrides = sb.parse_arguments(argv)
+    with open(hparams_file) as fin:
+        hp = load_hyperpyyaml(fin, overrides)
+    if hp.get("threads"):
+        torch.set_num_threads(int(hp["threads"]))
+    return run(hp, prepare_fn, " ".join(["python", script, *map(shlex.quote, argv)]))

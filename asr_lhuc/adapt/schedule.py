@@ -1,0 +1,26 @@
+"""Mini-batch schedules: the same per-speaker batches drive the loop and the batched mode."""
+
+import random
+import zlib
+
+
+def speaker_schedule(items: list, batch_size: int, epochs: int, seed: int, spk_id: str) -> list:
+    """`epochs` shuffled passes over `items` in batches of `batch_size`: a list of batches.
+
+    The shuffle depends on (seed, spk_id) only, so a speaker gets the same batches whether it
+    is adapted alone or together with others.
+    """
+    rng = random.Random(seed * 1_000_003 + zlib.crc32(spk_id.encode()))
+    steps = []
+    for _ in range(epochs):
+        order = list(items)
+        rng.shuffle(order)
+        steps += [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
+    return steps
+
+
+def joint_schedule(per_speaker: dict[str, list]) -> list[dict[str, list]]:
+    """Step k of the batched mode: every speaker's k-th batch (speakers that have one)."""
+    n_steps = max((len(s) for s in per_speaker.values()), default=0)
+    return [{spk: steps[k] for spk, steps in per_speaker.items() if k < len(steps)}
+            for k in range(n_steps)]

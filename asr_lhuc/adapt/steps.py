@@ -1,0 +1,66 @@
+"""The update loop shared by per-speaker and batched adaptation.
+
+A step is {speaker: its mini-batch of targets}. The loss is the sum over speakers of each one's
+mean CTC loss, so with a frozen model in eval mode every speaker's row gets exactly the
+gradient it would get alone; per-element optimisers (Adam, SGD) then update each row as if it
+were adapted alone. Rows outside the step are masked and restored (RowGuard).
+"""
+
+import contextlib
+
+import torch
+
+import lhuc
+
+from .config import AdaptConfig
+from .loss import speaker_balanced, utterance_ctc
+from .rows import RowGuard
+from .system import AsrSystem
+
+
+def make_optimizer(params, cfg: AdaptConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9)
+
+
+def run_steps(system: AsrSystem, plan: list[dict[str, list]], rows: dict[str, int],
+              cfg: AdaptConfig, progress=None) -> list[float]:
+    """Apply `plan` (a list of steps) with a fresh optimiser; return the loss of each step."""
+    params = system.freeze()
+    optimizer = make_optimizer(params, cfg)
+    guard = RowGuard(system.model)
+    losses = []
+    with _no_cudnn(system.device):
+        for step in plan:
+            active = torch.tensor(sorted({rows[spk] for spk in step}))
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(_accumulate(system, step, rows, cfg.max_batch_utts))
+            guard.mask_grads(active)
+            optimizer.step()
+            guard.restore(active)
+            if progress is not None:
+                progress.update(1)
+    lhuc.freeze_non_lhuc(system.model)
+    return losses
+
+
+def _accumulate(system, step, rows, max_batch_utts) -> float:
+    """Backward the speaker-balanced loss of one step in chunks of `max_batch_utts`."""
+    items = [(spk, t) for spk, batch in step.items() for t in batch]
+    total = 0.0
+    for start in range(0, len(items), max_batch_utts):
+        chunk = items[start: start + max_batch_utts]
+        row_ids = torch.tensor([rows[spk] for spk, _ in chunk])
+        weights = torch.tensor([1.0 / len(step[spk]) for spk, _ in chunk])
+        loss = speaker_balanced(utterance_ctc(system, [t for _, t in chunk], row_ids), weights)
+        loss.backward()
+        total += float(loss.detach())
+    return total
+
+
+def _no_cudnn(device: torch.device):
+    # cuDNN refuses RNN backward in eval mode; adaptation needs eval mode, so use native kernels.
+    if device.type == "cuda":
+        return torch.backends.cudnn.flags(enabled=False)
+    return contextlib.nullcontext()

@@ -1,0 +1,111 @@
+"""AsrSystem: a trained CTC model with its text encoder, seen from the adaptation side.
+
+Adaptation needs four things of a model: log-posteriors for a batch of utterances under given
+LHUC rows, greedy hypotheses with a confidence, CTC targets from text, and eval mode with only
+LHUC trainable. This wrapper gives exactly those over `asr_lhuc.model.CTCAcousticModel`.
+"""
+
+import torch
+from torch import nn
+
+import lhuc
+from asr_lhuc.decode import beam_texts
+
+from .utterances import SpeakerUtterance, pad_batch
+
+SPACE_LABELS = (" ", "<space>", "|", "_")
+
+
+class AsrSystem:
+    """`model(wavs, rel_lens) -> (log_probs (B, T, V), rel_lens)` plus a SpeechBrain
+    `CTCTextEncoder` over characters (blank included)."""
+
+    def __init__(self, model: nn.Module, text_encoder, device: str | torch.device | None = None,
+                 searcher=None):
+        if not lhuc.lhuc_tables(model):
+            raise ValueError("the model has no LHUC attached: attach it (SI models too) before "
+                             "adaptation, e.g. with the recipe's lhuc target list")
+        if next(iter(lhuc.lhuc_tables(model).values())).num_ids == 0:
+            # lhuc.AmplitudeTable.raw indexes `rows` even for SI ids; an empty table fails, so
+            # give it one placeholder row that no speaker uses.
+            lhuc.add_identities(model, 1)
+        self.device = torch.device(device) if device else self.default_device()
+        self.model = model.to(self.device)
+        self.text_encoder = text_encoder
+        self.searcher = searcher  # asr_lhuc.decode.make_beam_searcher(...) or None: greedy
+        self.blank = text_encoder.get_blank_index()
+        labels = text_encoder.lab2ind
+        self.space = next((s for s in SPACE_LABELS if s in labels), None)
+
+    @staticmethod
+    def default_device() -> torch.device:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+    def freeze(self) -> list[nn.Parameter]:
+        """Eval mode everywhere (no dropout, frozen BatchNorm/normalisation statistics) and
+        only LHUC parameters trainable; returns those parameters."""
+        freeze = getattr(self.model, "freeze_for_adaptation", None)
+        if freeze is not None:
+            freeze()
+        self.model.eval()
+        return lhuc.freeze_non_lhuc(self.model)
+
+    def log_probs(self, utts: list[SpeakerUtterance], ids: torch.Tensor | None):
+        """(log_probs (B, T, V), frame counts (B,)) with LHUC rows `ids` (None: SI row)."""
+        wavs, rel = pad_batch(utts)
+        with lhuc.identities(self.model, ids):
+            log_probs, out_rel = self.model(wavs.to(self.device), rel.to(self.device))
+        frames = torch.round(out_rel * log_probs.shape[1]).long().clamp(1, log_probs.shape[1])
+        return log_probs, frames
+
+    @torch.no_grad()
+    def decode(self, utts: list[SpeakerUtterance], ids: torch.Tensor | None = None,
+               batch_size: int = 16) -> tuple[list[str], list[float]]:
+        """Greedy (or beam, with a searcher) hypotheses and their confidences (`confidence`)."""
+        hyps, confs = [], []
+        for start in range(0, len(utts), batch_size):
+            part = utts[start: start + batch_size]
+            part_ids = None if ids is None else ids[start: start + batch_size]
+            log_probs, frames = self.log_probs(part, part_ids)
+            if self.searcher is None:
+                best = log_probs.argmax(-1).cpu()
+                hyps += [self.ids_to_text(collapse(best[b, :n].tolist(), self.blank))
+                         for b, n in enumerate(frames.tolist())]
+            else:
+                hyps += beam_texts(log_probs, frames / log_probs.shape[1], self.searcher)[0]
+            confs += [confidence(log_probs[b, :n].cpu(), self.blank)
+                      for b, n in enumerate(frames.tolist())]
+        return hyps, confs
+
+    def ids_to_text(self, ids: list[int]) -> str:
+        labels = self.text_encoder.decode_ndim(ids)
+        text = "".join(" " if lab == self.space else lab for lab in labels)
+        return " ".join(text.split())
+
+    def text_to_ids(self, text: str) -> torch.Tensor:
+        """CTC target ids for `text`; characters the encoder does not know are dropped."""
+        labels = self.text_encoder.lab2ind
+        chars = [self.space if c == " " else c for c in " ".join(text.split())]
+        return torch.tensor([labels[c] for c in chars if c in labels], dtype=torch.long)
+
+
+def collapse(best: list[int], blank: int) -> list[int]:
+    """CTC greedy rule: merge repeats, then drop blanks."""
+    out, prev = [], None
+    for token in best:
+        if token != prev and token != blank:
+            out.append(token)
+        prev = token
+    return out
+
+
+def confidence(log_probs: torch.Tensor, blank: int) -> float:
+    """Mean best-path posterior over the frames whose best label is not blank (0 if none).
+
+    Blank frames are left out: they dominate CTC outputs and are confident even on garbage.
+    """
+    best, labels = log_probs.max(-1)
+    speech = labels != blank
+    if not bool(speech.any()):
+        return 0.0
+    return float(best[speech].exp().mean())

@@ -1,0 +1,71 @@
+"""Adaptation targets: first-pass hypotheses (or transcripts, for the oracle) and confidence
+filtering. Speakers left with nothing usable are reported, never an error."""
+
+from dataclasses import dataclass, field
+
+import torch
+
+from .config import AdaptConfig
+from .system import AsrSystem
+from .utterances import SpeakerUtterance
+
+
+@dataclass
+class Target:
+    """An utterance with the text it is adapted towards and that text's CTC ids."""
+
+    utt: SpeakerUtterance
+    text: str
+    ids: torch.Tensor
+    confidence: float = 1.0
+
+
+@dataclass
+class TargetReport:
+    """What target selection kept and dropped, per speaker."""
+
+    kept: dict[str, int] = field(default_factory=dict)
+    empty: dict[str, int] = field(default_factory=dict)
+    low_confidence: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def unusable_speakers(self) -> list[str]:
+        return sorted(s for s, n in self.kept.items() if n == 0)
+
+
+def make_targets(system: AsrSystem, speakers: dict[str, list[SpeakerUtterance]],
+                 cfg: AdaptConfig, ids: dict[str, int] | None = None
+                 ) -> tuple[dict[str, list[Target]], TargetReport]:
+    """Targets per speaker. First pass with each speaker's row in `ids` (None/absent: SI row).
+
+    Hypotheses that are empty (or have no known character) are dropped; then confidence
+    filtering keeps hypotheses with confidence >= `cfg.min_confidence`, and the most confident
+    `cfg.top_fraction` of each speaker (rounded up).
+    """
+    targets, report = {}, TargetReport()
+    for spk, utts in speakers.items():
+        if cfg.targets == "oracle":
+            texts, confs = [u.text for u in utts], [1.0] * len(utts)
+        else:
+            row = None if ids is None or spk not in ids else torch.full((len(utts),), ids[spk])
+            texts, confs = system.decode(utts, row)
+        candidates = [Target(u, t, system.text_to_ids(t), c)
+                      for u, t, c in zip(utts, texts, confs)]
+        usable = [t for t in candidates if len(t.ids) > 0]
+        report.empty[spk] = len(candidates) - len(usable)
+        kept = select_confident(usable, cfg.min_confidence, cfg.top_fraction)
+        report.low_confidence[spk] = len(usable) - len(kept)
+        report.kept[spk] = len(kept)
+        targets[spk] = kept
+    return targets, report
+
+
+def select_confident(targets: list[Target], min_confidence: float,
+                     top_fraction: float) -> list[Target]:
+    """Targets with confidence >= min_confidence, then the top `top_fraction` by confidence
+    (original order kept)."""
+    above = [t for t in targets if t.confidence >= min_confidence]
+    n_keep = -(-len(above) * top_fraction // 1)  # ceil without float surprises at 1.0
+    best = sorted(above, key=lambda t: -t.confidence)[: int(n_keep)]
+    chosen = {id(t) for t in best}
+    return [t for t in above if id(t) in chosen]

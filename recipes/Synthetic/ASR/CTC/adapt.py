@@ -1,0 +1,25 @@
+#!/usr/bin/env python3
+"""Unsupervised LHUC speaker adaptation on the synthetic corpus's held-out speakers, with WER.
+
+Usage (from the repository root):
+    python recipes/Synthetic/ASR/CTC/adapt.py recipes/Synthetic/ASR/CTC/hparams/adapt_demo.yaml
+    python recipes/Synthetic/ASR/CTC/adapt.py recipes/Synthetic/ASR/CTC/hparams/adapt.yaml \
+        --si_checkpoint exp/.../pretrained.pt --sat_checkpoint exp/.../pretrained.pt
+
+Prints the table (si, si_lhuc, sat_si_mode, sat_lhuc, si_lhuc_oracle) and writes adapt.json,
+per-speaker plots and one adapter file per speaker (see asr_lhuc/adapt/recipe.py).
+"""
+
+import sys
+from pathlib import Path
+
+try:
+    from asr_lhuc.adapt.recipe import main
+    from asr_lhuc.data import prepare_synthetic
+except ImportError:  # run from a source checkout without `pip install -e .`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[4]))
+    from asr_lhuc.adapt.recipe import main
+    from asr_lhuc.data import prepare_synthetic
+
+if __name__ == "__main__":
+    main(prepare_synthetic, "recipes/Synthetic/ASR/CTC/adapt.py")

@@ -1,0 +1,299 @@
+"""Unsupervised LHUC adaptation end to end on a tiny CTC model and real speakers.
+
+A tiny CRDNN is trained for a few dozen steps on two FSDD speakers (enough for non-empty,
+partly wrong first-pass hypotheses), then adapted to FSDD's accented speakers and two synthetic
+eSpeak speakers. Checks: only the adapted speakers' LHUC rows move (model in eval mode, no
+statistics updated); CTC loss on the first-pass targets falls; each row's gradient comes only
+from its own speaker; batched == per-speaker loop; adapter files round-trip; speakers with
+nothing usable are reported; online and held-out protocols; the recipe writes adapt.json.
+"""
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import lhuc
+from asr_lhuc.adapt import (
+    AdaptConfig,
+    AsrSystem,
+    adapt_batched,
+    adapt_per_speaker,
+    adapt_speakers,
+    add_speaker_rows,
+    decode_speakers,
+    load_speaker_adapter,
+    load_speakers,
+    make_targets,
+    online_hypotheses,
+    pad_batch,
+    save_speaker_adapters,
+    score,
+    split_protocol,
+)
+from asr_lhuc.adapt.loss import mean_ctc, utterance_ctc
+from asr_lhuc.data import prepare_fsdd, prepare_synthetic
+from asr_lhuc.decode import make_text_encoder
+from asr_lhuc.model import CTCAcousticModel
+
+DATA = Path(__file__).resolve().parents[2] / "../shared/data"
+FSDD = DATA / "fsdd"
+TARGETS = ["DNN.block_0.act", "DNN.block_1.act"]
+pytestmark = pytest.mark.skipif(not (FSDD / "speakers.tsv").is_file(),
+                                reason=f"FSDD not found at {FSDD}")
+
+
+def tiny_model(n_tokens: int) -> CTCAcousticModel:
+    return CTCAcousticModel(n_tokens, n_mels=20, cnn_blocks=1, cnn_channels=(8,),
+                            rnn_layers=1, rnn_neurons=32, dnn_blocks=2, dnn_neurons=32,
+                            dropout=0.1)
+
+
+def train_steps(model, system, utts, steps, speaker_rows=None, seed=0):
+    """A few plain CTC steps in training mode (dropout, BatchNorm and normalisation updates)."""
+    gen = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=5e-3)
+    for _ in range(steps):
+        model.train()
+        batch = [utts[i] for i in torch.randint(len(utts), (8,), generator=gen).tolist()]
+        wavs, lens = pad_batch(batch)
+        ids = None if speaker_rows is None else torch.tensor([speaker_rows[u.spk_id]
+                                                             for u in batch])
+        with lhuc.identities(model, ids):
+            log_probs, rel = model(wavs, lens)
+        frames = (rel * log_probs.shape[1]).round().long()
+        targets = [system.text_to_ids(u.text) for u in batch]
+        loss = F.ctc_loss(log_probs.transpose(0, 1), torch.cat(targets), frames,
+                          torch.tensor([len(t) for t in targets]), zero_infinity=True)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("adapt_data")
+    fsdd = prepare_fsdd(FSDD, root / "fsdd", max_utts=6)
+    syn = prepare_synthetic(root / "syn", root / "syn", n_train_speakers=1, n_test_speakers=2,
+                            utts_per_train_speaker=2, utts_per_test_speaker=4, n_adapt_utts=2)
+    test = load_speakers(fsdd["test"], max_utts=4)
+    test.update(load_speakers(syn["test"]))
+    return {"train": load_speakers(fsdd["train"]), "test": test, "root": root}
+
+
+@pytest.fixture(scope="module")
+def trained(corpus):
+    """(SI system, SAT system): the SI tiny model, and a copy trained further as SAT-LHUC."""
+    torch.manual_seed(0)
+    encoder = make_text_encoder()
+    model = tiny_model(len(encoder))
+    model.attach_speaker_lhuc(TARGETS, 0)
+    si = AsrSystem(model, encoder, device="cpu")
+    utts = [u for us in corpus["train"].values() for u in us]
+    train_steps(model, si, utts, steps=45)
+    sat_model = tiny_model(len(encoder))
+    sat_model.load_state_dict({k: v for k, v in model.state_dict().items()
+                               if "lhuc_table" not in k}, strict=False)
+    sat_model.normalize = copy.deepcopy(model.normalize)
+    rows = {spk: i for i, spk in enumerate(corpus["train"])}
+    sat_model.attach_speaker_lhuc(TARGETS, len(rows), sat_gamma=0.5)
+    sat = AsrSystem(sat_model, encoder, device="cpu")
+    train_steps(sat_model, sat, utts, steps=5, speaker_rows=rows, seed=1)
+    return si, sat
+
+
+def fresh(system: AsrSystem) -> AsrSystem:
+    return AsrSystem(copy.deepcopy(system.model), system.text_encoder, device="cpu")
+
+
+def fsdd_only(corpus):
+    return {s: u for s, u in corpus["test"].items() if not s.startswith("syn")}
+
+
+CFG = AdaptConfig(lr=0.05, epochs=3, batch_size=4)
+
+
+def test_only_the_adapted_speakers_rows_change(corpus, trained):
+    system = fresh(trained[1])  # the SAT model: it has training speakers' rows to protect
+    model = system.model
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    norm_before = copy.deepcopy(model.normalize._statistics_dict())
+    n_old = next(iter(lhuc.lhuc_tables(model).values())).num_ids
+    info = adapt_speakers(system, corpus["test"], CFG, mode="batched")
+    after = model.state_dict()
+    assert not model.training and all(not m.training for m in model.modules())
+    for key, old in before.items():
+        new = after[key]
+        if key.endswith("lhuc_table.rows"):
+            assert torch.equal(new[:n_old], old), f"{key}: a training speaker's row moved"
+            adapted = [r for r in info["rows"].values() if r >= 0]
+            assert adapted and all(not torch.equal(new[r], new.new_zeros(new.shape[1]))
+                                   for r in adapted), "adapted rows stayed at amplitude 1"
+        else:  # weights, BatchNorm statistics, SI rows
+            assert torch.equal(new, old), f"{key} changed during adaptation"
+    norm_after = model.normalize._statistics_dict()
+    assert torch.equal(torch.as_tensor(norm_after["glob_mean"]),
+                       torch.as_tensor(norm_before["glob_mean"]))
+    assert norm_after["count"] == norm_before["count"]
+
+
+def test_ctc_loss_on_first_pass_targets_goes_down(corpus, trained):
+    system = fresh(trained[0])
+    targets, report = make_targets(system, corpus["test"], CFG)
+    rows = add_speaker_rows(system.model, list(targets))
+    usable = {s: t for s, t in targets.items() if t}
+    assert len(usable) >= 3, f"first pass too empty to test: {report}"
+    before = {s: mean_ctc(system, t, rows[s]) for s, t in usable.items()}
+    adapt_batched(system, usable, rows, CFG.replace(epochs=5))
+    after = {s: mean_ctc(system, t, rows[s]) for s, t in usable.items()}
+    for spk in usable:
+        assert after[spk] < before[spk] - 1e-3, (spk, before[spk], after[spk])
+
+
+def test_each_row_gets_gradient_only_from_its_own_speaker(corpus, trained):
+    system = fresh(trained[0])
+    speakers = fsdd_only(corpus)
+    targets, _ = make_targets(system, speakers, CFG.replace(targets="oracle"))
+    rows = add_speaker_rows(system.model, list(targets))
+    system.freeze()
+    spk_a, spk_b = list(targets)[:2]
+    mixed = targets[spk_a][:2] + targets[spk_b][:2]
+    ids = torch.tensor([rows[spk_a]] * 2 + [rows[spk_b]] * 2)
+    loss = utterance_ctc(system, mixed, ids)[:2].sum()  # speaker A's utterances only
+    loss.backward()
+    for table in lhuc.lhuc_tables(system.model).values():
+        assert table.rows.grad[rows[spk_a]].abs().sum() > 0
+        assert torch.count_nonzero(table.rows.grad[rows[spk_b]]) == 0
+        assert table.si.grad is None or torch.count_nonzero(table.si.grad) == 0
+
+
+def _adapted_rows(system, targets, rows, adapt_fn, cfg):
+    adapt_fn(system, targets, rows, cfg)
+    return {name: t.rows.detach().clone() for name, t in lhuc.lhuc_tables(system.model).items()}
+
+
+def test_batched_equals_per_speaker_loop(corpus, trained):
+    cfg = CFG.replace(optimizer="sgd", lr=0.5, epochs=2, batch_size=3, targets="oracle")
+    # Equal lengths: no padding differences, so the two modes must agree to float precision.
+    speakers = copy.deepcopy(fsdd_only(corpus))
+    shortest = min(len(u.wav) for us in speakers.values() for u in us)
+    for utts in speakers.values():
+        for utt in utts:
+            utt.wav = utt.wav[:shortest]
+    results = {}
+    for name, fn in (("loop", adapt_per_speaker), ("batched", adapt_batched)):
+        system = fresh(trained[0])
+        targets, _ = make_targets(system, speakers, cfg)
+        rows = add_speaker_rows(system.model, list(targets))
+        results[name] = _adapted_rows(system, targets, rows, fn, cfg)
+    for name, loop_rows in results["loop"].items():
+        assert loop_rows.abs().max() > 1e-3, "nothing was adapted"
+        torch.testing.assert_close(results["batched"][name], loop_rows, atol=1e-5, rtol=1e-4)
+    # Real lengths (padding differs between the modes): same WER within noise.
+    wers = {}
+    for mode in ("loop", "batched"):
+        system = fresh(trained[0])
+        info = adapt_speakers(system, corpus["test"], CFG, mode=mode)
+        hyps = decode_speakers(system, corpus["test"], info["rows"])
+        wers[mode] = score(corpus["test"], hyps)["wer"]
+    assert abs(wers["loop"] - wers["batched"]) <= 0.1, wers
+
+
+def test_adapter_files_round_trip(corpus, trained, tmp_path):
+    system = fresh(trained[0])
+    speakers = fsdd_only(corpus)
+    info = adapt_speakers(system, speakers, CFG.replace(targets="oracle"))
+    index = save_speaker_adapters(system.model, info["rows"], tmp_path / "adapters")
+    assert set(json.loads(index.read_text())) == set(speakers)
+    other = fresh(trained[0])  # the unadapted model: rows come only from the files
+    for spk, utts in speakers.items():
+        row = load_speaker_adapter(other.model, tmp_path / "adapters", spk)
+        with torch.no_grad():
+            want, _ = system.log_probs(utts, torch.full((len(utts),), info["rows"][spk]))
+            got, _ = other.log_probs(utts, torch.full((len(utts),), row))
+        torch.testing.assert_close(got, want)
+    with pytest.raises(KeyError, match="no adapter"):
+        load_speaker_adapter(other.model, tmp_path / "adapters", "nobody")
+
+
+def test_speakers_without_usable_utterances_are_reported(corpus, trained, monkeypatch):
+    system = fresh(trained[0])
+    speakers = fsdd_only(corpus)
+    mute = next(iter(speakers))
+    real_decode = system.decode
+
+    def first_pass_says_nothing_for_mute(utts, ids=None, batch_size=16):
+        hyps, confs = real_decode(utts, ids, batch_size)
+        return ["" if u.spk_id == mute else h for u, h in zip(utts, hyps)], confs
+
+    monkeypatch.setattr(system, "decode", first_pass_says_nothing_for_mute)
+    info = adapt_speakers(system, speakers, CFG)
+    assert info["unusable"] == [mute]
+    assert info["rows"][mute] == -1  # decoded with the SI row
+    assert info["targets"]["empty"][mute] == len(speakers[mute])
+    assert all(info["rows"][s] >= 0 for s in speakers if s != mute)
+    hyps = decode_speakers(system, speakers, info["rows"])
+    assert set(hyps) == set(speakers)
+    # A confidence threshold nobody reaches: every speaker reported, nothing adapted, no crash.
+    none_left = adapt_speakers(fresh(trained[0]), speakers, CFG.replace(min_confidence=1.01))
+    assert sorted(none_left["unusable"]) == sorted(speakers)
+
+
+def test_confidence_filter_keeps_the_most_confident(corpus, trained):
+    system = fresh(trained[0])
+    all_targets, _ = make_targets(system, fsdd_only(corpus), CFG)
+    top, report = make_targets(system, fsdd_only(corpus), CFG.replace(top_fraction=0.5))
+    for spk, kept in top.items():
+        usable = all_targets[spk]
+        assert len(kept) == -(-len(usable) // 2)
+        if kept and len(kept) < len(usable):
+            dropped = [t.confidence for t in usable if t.utt.id not in {k.utt.id for k in kept}]
+            assert min(t.confidence for t in kept) >= max(dropped)
+        assert report.low_confidence[spk] == len(usable) - len(kept)
+
+
+def test_online_and_held_out_protocols(corpus, trained):
+    speakers = fsdd_only(corpus)
+    adapt_set, score_set = split_protocol(speakers, "held_out", seed=3)
+    for spk, utts in speakers.items():
+        a, s = {u.id for u in adapt_set[spk]}, {u.id for u in score_set[spk]}
+        assert not a & s and a | s == {u.id for u in utts} and len(a) == len(utts) // 2
+    system = fresh(trained[0])
+    si_hyps = decode_speakers(system, speakers)
+    online = online_hypotheses(system, speakers, CFG.replace(epochs=1))
+    for spk, utts in speakers.items():
+        assert len(online[spk]) == len(utts)
+        assert online[spk][0] == si_hyps[spk][0]  # the first utterance has no adapter yet
+
+
+def test_recipe_writes_adapt_json(corpus, trained, tmp_path):
+    from asr_lhuc.adapt.recipe import run
+    from asr_lhuc.pretrained import save_pretrained
+
+    si_model = copy.deepcopy(trained[0].model)
+    lhuc.detach_lhuc(si_model)
+    si_model.lhuc_config = None
+    save_pretrained(tmp_path / "si.pt", si_model, trained[0].text_encoder, None)
+    sat_model = trained[1].model
+    save_pretrained(tmp_path / "sat.pt", sat_model, trained[1].text_encoder, None)
+    hp = {"corpus": "tiny", "seed": 1, "si_checkpoint": str(tmp_path / "si.pt"),
+          "sat_checkpoint": str(tmp_path / "sat.pt"), "lhuc_targets": TARGETS,
+          "test_csv": str(corpus["root"] / "fsdd" / "test.csv"), "max_utts": 3,
+          "protocol": "transductive", "mode": "batched", "compare_loop": True,
+          "systems": ["si", "si_lhuc", "sat_si_mode", "sat_lhuc", "si_lhuc_oracle"],
+          "adapt": {"lr": 0.05, "epochs": 2, "batch_size": 4},
+          "output_folder": str(tmp_path / "exp"), "results_folder": str(tmp_path / "res")}
+    payload = run(hp, None, "pytest")
+    saved = json.loads((tmp_path / "res" / "adapt.json").read_text())
+    assert saved["n_speakers"] == payload["n_speakers"] == 4
+    for name in hp["systems"]:
+        assert 0.0 <= saved[name]["wer"] and 0.0 <= saved[name]["cer"]
+    for key in ("speakers_improved", "loop_seconds", "batched_seconds", "checkpoint", "command"):
+        assert key in saved
+    assert saved["loop_seconds"] > 0 and saved["batched_seconds"] > 0
+    assert (tmp_path / "res" / "speakers_si_lhuc.png").stat().st_size > 1000
+    assert (tmp_path / "exp" / "adapters" / "si_lhuc_batched" / "speakers.json").is_file()

@@ -48,7 +48,7 @@ class Models:
     """The SI and SAT checkpoints, loaded once; `fresh(kind)` gives an independent copy."""
 
     def __init__(self, hp: dict):
-        self.hp, self.loaded = hp, {}
+        self.hp, self.loaded, self.caches = hp, {}, {}
 
     def fresh(self, kind: str, lhuc_targets=None, reparam=None) -> AsrSystem:
         path = self.hp["si_checkpoint" if kind == "si" else "sat_checkpoint"]
@@ -66,7 +66,10 @@ class Models:
                                       reparam=reparam or self.hp.get("lhuc_reparam", "2sigmoid"))
         elif not model.has_lhuc:
             raise ValueError(f"{path} has no LHUC tables: give a SAT-LHUC checkpoint")
-        return AsrSystem(model, encoder)
+        system = AsrSystem(model, encoder, cache=self.hp.get("cache_prefix", True))
+        if system.cache is not None:  # share the frozen prefix between runs of one checkpoint
+            system.cache.store = self.caches.setdefault((path, system.cache.split), {})
+        return system
 
 
 def run_system(name: str, models: Models, data: dict, cfg: AdaptConfig, hp: dict,

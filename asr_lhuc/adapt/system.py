@@ -11,6 +11,7 @@ from torch import nn
 import lhuc
 from asr_lhuc.decode import beam_texts
 
+from .cache import PrefixCache
 from .utterances import SpeakerUtterance, pad_batch
 
 SPACE_LABELS = (" ", "<space>", "|", "_")
@@ -21,7 +22,7 @@ class AsrSystem:
     `CTCTextEncoder` over characters (blank included)."""
 
     def __init__(self, model: nn.Module, text_encoder, device: str | torch.device | None = None,
-                 searcher=None):
+                 searcher=None, cache: bool = False):
         if not lhuc.lhuc_tables(model):
             raise ValueError("the model has no LHUC attached: attach it (SI models too) before "
                              "adaptation, e.g. with the recipe's lhuc target list")
@@ -33,6 +34,7 @@ class AsrSystem:
         self.model = model.to(self.device)
         self.text_encoder = text_encoder
         self.searcher = searcher  # asr_lhuc.decode.make_beam_searcher(...) or None: greedy
+        self.cache = PrefixCache(self.model) if cache else None
         self.blank = text_encoder.get_blank_index()
         labels = text_encoder.lab2ind
         self.space = next((s for s in SPACE_LABELS if s in labels), None)
@@ -52,6 +54,8 @@ class AsrSystem:
 
     def log_probs(self, utts: list[SpeakerUtterance], ids: torch.Tensor | None):
         """(log_probs (B, T, V), frame counts (B,)) with LHUC rows `ids` (None: SI row)."""
+        if self.cache is not None:
+            return self.cache.log_probs(utts, ids, self.device)
         wavs, rel = pad_batch(utts)
         with lhuc.identities(self.model, ids):
             log_probs, out_rel = self.model(wavs.to(self.device), rel.to(self.device))

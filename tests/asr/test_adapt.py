@@ -203,6 +203,22 @@ def test_batched_equals_per_speaker_loop(corpus, trained):
     assert abs(wers["loop"] - wers["batched"]) <= 0.1, wers
 
 
+def test_prefix_cache_gives_the_same_outputs(corpus, trained):
+    system = fresh(trained[0])
+    rows = add_speaker_rows(system.model, ["a"])
+    cached = AsrSystem(system.model, system.text_encoder, device="cpu", cache=True)
+    assert cached.cache.split == list(system.model.encoder.keys()).index("DNN")
+    system.freeze()
+    for utt in [us[0] for us in corpus["test"].values()]:
+        ids = torch.tensor([rows["a"]])
+        with torch.no_grad():
+            want, want_frames = system.log_probs([utt], ids)
+        got, frames = cached.log_probs([utt], ids)
+        assert torch.equal(frames, want_frames)
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+    assert len(cached.cache.store) == len(corpus["test"])
+
+
 def test_adapter_files_round_trip(corpus, trained, tmp_path):
     system = fresh(trained[0])
     speakers = fsdd_only(corpus)

@@ -1,0 +1,57 @@
+"""Compute the frozen layers below the lowest LHUC table once per utterance.
+
+During adaptation every weight is frozen and the model is in eval mode, so everything below the
+lowest adapted layer (features, CNN, RNN for top-layer LHUC) gives the same output at every
+epoch. `PrefixCache` runs that prefix once per utterance, alone (no padding), and the epochs
+only run the layers from the first LHUC table up. Utterances are processed unpadded, so the
+batched and per-speaker modes see identical inputs.
+"""
+
+import torch
+from torch import nn
+
+import lhuc
+
+
+class PrefixCache:
+    """Cached prefix outputs of a `CTCAcousticModel`-like model (features -> encoder -> ctc_lin).
+
+    The encoder must apply its children in order (SpeechBrain's `Sequential`, e.g. CRDNN).
+    """
+
+    def __init__(self, model: nn.Module):
+        layers = list(model.encoder.values() if hasattr(model.encoder, "values")
+                      else model.encoder.children())
+        with_lhuc = [i for i, layer in enumerate(layers) if lhuc.lhuc_tables(layer)]
+        if not with_lhuc:
+            raise ValueError("no LHUC table inside the encoder: nothing to adapt")
+        self.split = with_lhuc[0]
+        self.model = model
+        self.prefix_layers, self.suffix_layers = layers[: self.split], layers[self.split:]
+        self.store: dict[str, torch.Tensor] = {}
+
+    @torch.no_grad()
+    def hidden(self, utt, device) -> torch.Tensor:
+        """(T', D) prefix output of one utterance (computed once)."""
+        if utt.id not in self.store:
+            wav = utt.wav.to(device).unsqueeze(0)
+            h = _run(self.prefix_layers, self.model.features(wav, torch.ones(1, device=device)))
+            self.store[utt.id] = h[0].cpu()
+        return self.store[utt.id]
+
+    def log_probs(self, utts, ids: torch.Tensor | None, device):
+        """(log_probs (B, T, V), exact frame counts (B,)) from the cached prefix outputs."""
+        hiddens = [self.hidden(u, device) for u in utts]
+        frames = torch.tensor([h.shape[0] for h in hiddens], device=device)
+        padded = nn.utils.rnn.pad_sequence(hiddens, batch_first=True).to(device)
+        with lhuc.identities(self.model, ids):
+            out = self.model.ctc_lin(_run(self.suffix_layers, padded))
+        return out.log_softmax(dim=-1), frames
+
+
+def _run(layers, x):
+    for layer in layers:
+        x = layer(x)
+        if isinstance(x, tuple):
+            x = x[0]
+    return x

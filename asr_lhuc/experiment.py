@@ -17,7 +17,9 @@ from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
 from .brain import LHUCCTCBrain, TrainClock, dataio_prepare
+from .data import read_manifest
 from .decode import make_beam_searcher
+from .lm import write_arpa
 from .model import count_parameters
 from .pretrained import save_pretrained
 
@@ -58,9 +60,28 @@ def build_brain(hparams: dict, run_opts: dict, speaker_map) -> LHUCCTCBrain:
     checkpointer.add_recoverable("train_clock", hparams["train_clock"])
     if hparams.get("test_beam_size", 1) > 1:
         hparams["test_searcher"] = make_beam_searcher(
-            hparams["text_encoder"], beam_size=hparams["test_beam_size"])
+            hparams["text_encoder"], beam_size=hparams["test_beam_size"],
+            kenlm_model_path=training_lm(hparams), alpha=hparams.get("lm_alpha", 0.5),
+            beta=hparams.get("lm_beta", 1.0))
     return LHUCCTCBrain(modules={"model": model}, opt_class=hparams["opt_class"],
                         hparams=hparams, run_opts=run_opts, checkpointer=checkpointer)
+
+
+def training_lm(hparams: dict) -> str | None:
+    """ARPA word n-gram from the training transcripts (``lm_order`` > 0), or None."""
+    order = hparams.get("lm_order", 0) or 0
+    if order <= 0:
+        return None
+    try:
+        import kenlm  # noqa: F401
+    except ImportError as err:
+        raise ImportError("lm_order > 0 needs the kenlm package for SpeechBrain's beam search: "
+                          "pip install kenlm (builds with a C++ compiler), or set lm_order: 0"
+                          ) from err
+    sentences = [row["wrd"] for row in read_manifest(hparams["train_csv"])]
+    path = Path(hparams["output_folder"]) / f"lm_train_{order}gram.arpa"
+    run_on_main(write_arpa, args=[path, sentences, order])
+    return str(path)
 
 
 def run_recipe(argv: list[str], prepare_fn, script: str) -> dict:
@@ -107,8 +128,7 @@ def results_record(brain, hparams, test_set, speaker_map, script, argv) -> dict:
                                        else f" ({torch.get_num_threads()} threads)"),
         "checkpoint": str(hparams["pretrained_path"]),
         "command": f"python {script} " + " ".join(argv),
-        "decoding": (f"beam {hparams['test_beam_size']}" if hparams.get("test_beam_size", 1) > 1
-                     else "greedy"),
+        "decoding": decoding_name(hparams),
         "decoded_in_si_mode": not hparams.get("eval_with_speaker_rows", False),
         "n_train_speakers": len(speaker_map),
         "model_config": brain.model.config,
@@ -125,6 +145,16 @@ def results_record(brain, hparams, test_set, speaker_map, script, argv) -> dict:
         record["n_utts_children"] = groups["child"]["n_utts"]
         record["n_utts_adults"] = groups["adult"]["n_utts"]
     return record
+
+
+def decoding_name(hparams: dict) -> str:
+    beam = hparams.get("test_beam_size", 1)
+    if beam <= 1:
+        return "greedy"
+    order = hparams.get("lm_order", 0) or 0
+    lm = (f" + {order}-gram word LM from train transcripts (alpha {hparams.get('lm_alpha')}, "
+          f"beta {hparams.get('lm_beta')})") if order > 0 else ""
+    return f"beam {beam}{lm}"
 
 
 def main(prepare_fn, script: str, argv: list[str] | None = None) -> dict:

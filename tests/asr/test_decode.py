@@ -79,3 +79,26 @@ def test_wer_by_age_group_and_speaker():
     assert groups["child"]["wer"] == 0.0 and groups["adult"]["wer"] == 0.5
     per_spk = wer_by_speaker(refs, hyps, ["s1", "s1", "s2"])
     assert per_spk["s1"]["wer"] == 0.25 and per_spk["s2"]["wer"] == 1.0
+
+
+def test_arpa_lm_from_transcripts_is_a_normalised_back_off_model(tmp_path):
+    from asr_lhuc.lm import BOS, UNK, _lower_prob, count_ngrams, estimate, write_arpa
+
+    sentences = ["the cat sat", "the cat ran", "a dog sat", "The dog, the cat."]
+    probs, backoffs = estimate(count_ngrams(sentences, 3))
+    vocab = [w for (w,) in probs[0] if w != BOS]
+    assert UNK in vocab and "CAT" in vocab
+
+    def prob(history, word):  # back-off model P(word | history)
+        gram = (*history, word)
+        if gram in probs[len(gram) - 1]:
+            return probs[len(gram) - 1][gram]
+        bow = backoffs[len(history) - 1].get(history, 1.0) if history else 1.0
+        return bow * prob(history[1:], word) if history else _lower_prob(probs, gram)
+
+    for history in [(), ("THE",), (BOS, "THE"), ("THE", "CAT"), ("DOG",), ("ZEBRA",)]:
+        assert sum(prob(history, w) for w in vocab) == pytest.approx(1.0, abs=1e-9)
+    assert prob(("THE",), "CAT") > prob(("THE",), "DOG") > prob(("THE",), "SAT")
+    text = write_arpa(tmp_path / "lm.arpa", sentences).read_text()
+    assert text.startswith("\\data\\\nngram 1=") and text.rstrip().endswith("\\end\\")
+    assert "\tTHE CAT\t" in text  # a bigram with its back-off weight

@@ -7,7 +7,7 @@ embedding tables, so machine load hits both alike; the ratio is the headline num
 batch_size / median step time (every step time is kept in the JSON); the ratio of median CPU
 times per step is reported too, as it barely moves when other processes share the cores.
 
-    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/recsys_throughput.py
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/recsys_throughput.py
 
 Embedding tables use sparse gradients (SparseAdam), the dense layers Adam. Writes
 results/recsys/throughput_<device>.json.
@@ -104,6 +104,7 @@ def run(args) -> dict:
     # Median step time: robust to load spikes from other processes on a shared machine.
     train_rate = {k: args.batch_size / statistics.median(v) for k, v in seconds.items()}
 
+    gate_cpu = gate_bank_cpu_seconds(fused, unfused, batches[0], args.rounds, device)
     fused.eval()
     score_seconds = []
     with torch.no_grad():
@@ -118,6 +119,8 @@ def run(args) -> dict:
         # CPU time is far less sensitive than wall time to other processes sharing the cores.
         "fused_over_unfused_cpu_time": round(statistics.median(cpu_seconds["unfused"])
                                              / statistics.median(cpu_seconds["fused"]), 4),
+        "gate_bank_fused_over_unfused_cpu_time": round(statistics.median(gate_cpu["unfused"])
+                                                       / statistics.median(gate_cpu["fused"]), 4),
         "score_samples_per_s": round(args.batch_size / statistics.median(score_seconds), 1),
         "batch_size": args.batch_size,
         "config": {
@@ -146,6 +149,24 @@ def run(args) -> dict:
     }
 
 
+def gate_bank_cpu_seconds(fused, unfused, batch, rounds: int, device) -> dict[str, list]:
+    """CPU seconds of the gates alone (forward + backward), fused vs unfused, interleaved."""
+    parts = fused.embedding.field_embeddings(batch)
+    personal = fused.gate_ids(batch).detach()
+    context = fused.embedding.concat(parts, fused.context_exclude).detach()
+    banks = {"fused": fused.tower.gates, "unfused": unfused.tower.gates}
+
+    def step(bank):
+        sum(g.sum() for g in bank(personal, context)).backward()
+    out = {"fused": [], "unfused": []}
+    for r in range(2 * rounds + 2):
+        for name in (("fused", "unfused") if r % 2 == 0 else ("unfused", "fused")):
+            cpu = timed(lambda b=banks[name]: step(b), device)[1]
+            if r >= 2:  # two warm-up rounds
+                out[name].append(cpu)
+    return out
+
+
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -164,7 +185,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--num-batches", type=int, default=4)
     parser.add_argument("--score-reps", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (default 1: on shared cores, idle OpenMP threads "
+                             "spin while waiting and inflate both wall and CPU time)")
     parser.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     parser.add_argument("--sparse", action="store_true", help="sparse tables on GPU too")
     parser.add_argument("--out", type=Path, default=None)
@@ -179,6 +202,7 @@ def main() -> None:
     print(json.dumps({k: result[k] for k in ("fused_train_samples_per_s",
                                              "unfused_train_samples_per_s", "fused_over_unfused",
                                              "fused_over_unfused_cpu_time",
+                                             "gate_bank_fused_over_unfused_cpu_time",
                                              "score_samples_per_s", "peak_rss_gib")}))
     print(f"wrote {out}")
 

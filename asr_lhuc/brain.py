@@ -11,8 +11,10 @@ import logging
 import time
 
 import speechbrain as sb
+import torch
 from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.utils.checkpoints import mark_as_loader, mark_as_saver, register_checkpoint_hooks
+from torch.nn.parallel import DistributedDataParallel as DDP
 
 import lhuc
 
@@ -55,6 +57,16 @@ class LHUCCTCBrain(sb.Brain):
         """The acoustic model itself (unwrapped from DDP)."""
         model = self.modules.model
         return model.module if hasattr(model, "module") else model
+
+    def _wrap_distributed(self):
+        # SpeechBrain turns BatchNorm into SyncBatchNorm, which only runs on GPUs: on CPU (gloo)
+        # wrap in plain DDP; BatchNorm statistics then stay per process, which is harmless.
+        if not (self.distributed_launch and torch.device(self.device).type == "cpu"):
+            return super()._wrap_distributed()
+        for name, module in self.modules.items():
+            if any(p.requires_grad for p in module.parameters()):
+                self.modules[name] = DDP(module, device_ids=None,
+                                         find_unused_parameters=self.find_unused_parameters)
 
     def speaker_ids(self, batch, stage):
         """LHUC rows for this batch, or None (SI row for all) where the model should run SI."""

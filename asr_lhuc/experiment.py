@@ -30,6 +30,7 @@ MODES = ("si", "sat_lhuc")
 def load_recipe(argv: list[str]):
     """Parse SpeechBrain-style arguments; return (hparams_file, run_opts, overrides, hparams)."""
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    sb.utils.distributed.ddp_init_group(run_opts)  # no-op unless launched by torchrun
     with open(hparams_file) as fin:
         hparams = load_hyperpyyaml(fin, overrides)
     sb.create_experiment_directory(experiment_directory=hparams["output_folder"],

@@ -55,7 +55,7 @@ def tiny_model(n_tokens: int) -> CTCAcousticModel:
 def train_steps(model, system, utts, steps, speaker_rows=None, seed=0):
     """A few plain CTC steps in training mode (dropout, BatchNorm and normalisation updates)."""
     gen = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=5e-3)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=8e-3)
     for _ in range(steps):
         model.train()
         batch = [utts[i] for i in torch.randint(len(utts), (8,), generator=gen).tolist()]
@@ -94,7 +94,7 @@ def trained(corpus):
     model.attach_speaker_lhuc(TARGETS, 0)
     si = AsrSystem(model, encoder, device="cpu")
     utts = [u for us in corpus["train"].values() for u in us]
-    train_steps(model, si, utts, steps=45)
+    train_steps(model, si, utts, steps=30)
     sat_model = tiny_model(len(encoder))
     sat_model.load_state_dict({k: v for k, v in model.state_dict().items()
                                if "lhuc_table" not in k}, strict=False)

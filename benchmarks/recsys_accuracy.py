@@ -34,6 +34,7 @@ DATASETS = {
                            "adds watch negatives (1 sampled unrated item per rating) and is scored "
                            "on like over the same observed test rows"},
     "synthetic": {"config": RECIPES / "synthetic.yaml", "per_model": {},
+                  "model_sets": {"pepnet": ["model.domain_fields=[user_segment]"]},
                   "protocol": "synthetic heterogeneous users (recsys_lhuc.data.synthetic, "
                               "generator seed fixed), seeded random 8:1:1 split (seed = run seed); "
                               "ceiling = AUC of the true click probabilities on each test split"},
@@ -50,6 +51,7 @@ def run_one(dataset: str, model: str, seed: int, runs: Path, overrides: list[str
     sets = [f"data.split.seed={seed}", f"train.seed={seed}", "train.progress=false", *overrides]
     if model not in info["per_model"]:
         sets.append(f"model.name={model}")
+    sets += info.get("model_sets", {}).get(model, [])
     cfg = load_config(config, sets)
     return train(cfg, out)
 

@@ -266,7 +266,7 @@ def train(cfg: dict, out_dir, resume: bool = True, prepared: Prepared | None = N
                                  "val_logloss": val["logloss"]})
         log.info("%s epoch %d: train loss %.4f, val AUC %.4f gAUC %.4f logloss %.4f", name,
                  epoch, total / max(count, 1), val["auc"], val["gauc"], val["logloss"])
-        if val["auc"] > state["best_auc"]:
+        if state["best_epoch"] == 0 or val["auc"] > state["best_auc"]:  # NaN AUC: keep epoch 1
             state.update(best_auc=val["auc"], best_epoch=epoch, bad_epochs=0)
             save_checkpoint(out / "best.pt", {"model": model.state_dict(), "epoch": epoch})
         else:

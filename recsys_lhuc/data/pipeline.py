@@ -85,7 +85,8 @@ class Encoder:
             tokens = split_tokens(df[self.column(f.name)].to_numpy(), sep)
             ids = encode_multi(self.vocabs[f.name], tokens, f.max_len)
             out[f.name] = ids
-            oov[f.name] = int(sum(len(t) for t in tokens) - (ids > 0).sum())
+            kept = sum(min(len(t), f.max_len) for t in tokens)  # tokens past max_len are cut
+            oov[f.name] = int(kept - (ids > 0).sum())
         for name in self.spec.numeric:
             values = pd.to_numeric(df[self.column(name)]).to_numpy(dtype=np.float64)
             mean, std = self.numeric_stats[name]

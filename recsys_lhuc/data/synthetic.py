@@ -1,13 +1,15 @@
 """Synthetic clicks from heterogeneous users, with a known Bayes-optimal AUC.
 
-Each user belongs to one of ``n_groups`` latent groups. An item is a vector of numeric features;
-a fixed hidden layer ``h = relu(W x + b)`` turns it into ``hidden`` units. A group keeps its own
-subset of those units (amplitude 2) and silences the rest (amplitude 0), and the click logit is
-``w . (m_g * h(x))`` plus small user and item biases. So groups disagree about which item properties
-matter: a model that scales hidden units per user (LHUC / PPNet gates) can represent this exactly,
-while a shared MLP that only sees the user id as one more concatenated input has to learn the
-multiplicative user x item interaction from scratch. The true click probabilities are kept in
-column ``p_true`` so the Bayes-optimal ceiling can be measured on any split.
+An item is a vector of numeric features ``x`` (observed as ``f0..f7``); a fixed hidden layer
+``h = W x + b`` (``activation="relu"``: ``relu(W x + b)``) turns it into ``hidden`` units. Each
+user belongs to a latent group ``g`` with its own amplitudes ``m_g`` in (0, 2) per hidden unit
+(``amplitudes="binary"``: 0 or 2), and the click logit is
+``w . ((m_g - (1 - shared) mean_g m) * h)`` plus small user and item biases. So users disagree about which item properties matter, by scaling
+hidden units: exactly what LHUC / PPNet gates do, while a shared MLP that sees the user id only as
+one more concatenated input has to learn that multiplicative user x item interaction from data.
+With the defaults every user is its own group (``n_groups = n_users``) and the common preference
+is removed (``shared=0``). The true click probabilities are kept in column ``p_true``; their AUC
+on a split is the Bayes-optimal ceiling.
 """
 from __future__ import annotations
 
@@ -15,15 +17,16 @@ import numpy as np
 import pandas as pd
 
 
-def generate(n_users: int = 1000, n_items: int = 300, n_groups: int = 4,
-             rows_per_user: int = 60, n_features: int = 8, hidden: int = 16,
-             logit_scale: float = 3.0, segment_accuracy: float = 0.7,
-             activation: str = "relu", amplitudes: str = "binary", shared: float = 1.0,
+def generate(n_users: int = 600, n_items: int = 300, n_groups: int = 600,
+             rows_per_user: int = 100, n_features: int = 8, hidden: int = 16,
+             logit_scale: float = 5.0, segment_accuracy: float = 0.7,
+             activation: str = "linear", amplitudes: str = "uniform", shared: float = 0.0,
              seed: int = 0) -> pd.DataFrame:
     """Return one row per impression: ids, side features, ``click`` and ``p_true``.
 
     ``user_segment`` is an observed user feature equal to the latent group with probability
-    ``segment_accuracy`` (otherwise a random group), as a domain feature for PEPNet/POSO.
+    ``segment_accuracy`` (otherwise a random group), a domain feature for PEPNet/POSO; with one
+    group per user it is a noisy copy of the user id.
     """
     rng = np.random.default_rng(seed)
     items = rng.normal(size=(n_items, n_features))

@@ -191,3 +191,21 @@ def test_sparse_tables_train_with_sparse_adam():
         opt.step()
     changed = (model.embedding.categorical["item_id"].weight != row_before).any(dim=1)
     assert torch.equal(changed.nonzero().flatten(), batch["item_id"].unique())
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_bf16_autocast_forward_backward(name):
+    """Every model runs under bf16 autocast (the GPU training mode) and stays close to fp32."""
+    torch.manual_seed(0)
+    spec = tiny_spec()
+    batch = random_batch(spec, 16)
+    model = build_model(name, spec, hidden=HIDDEN)
+    reference = model(batch)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(batch)
+        loss = total_loss(out, batch)
+    loss.backward()
+    if isinstance(out, dict):
+        out, reference = out["like"], reference["like"]
+    assert torch.isfinite(loss)
+    torch.testing.assert_close(out.float(), reference, rtol=0.05, atol=0.05)

@@ -6,10 +6,11 @@ user belongs to a latent group ``g`` with its own amplitudes ``m_g`` in (0, 2) p
 (``amplitudes="binary"``: 0 or 2), and the click logit is
 ``w . ((m_g - (1 - shared) mean_g m) * h)`` plus small user and item biases. So users disagree
 about which item properties matter, by scaling hidden units: exactly what LHUC / PPNet gates
-do, while a shared MLP that sees the user id only as one more concatenated input has to learn that multiplicative user x item interaction from data.
-With the defaults every user is its own group (``n_groups = n_users``) and the common preference
-is removed (``shared=0``). The true click probabilities are kept in column ``p_true``; their AUC
-on a split is the Bayes-optimal ceiling.
+do, while a shared MLP that sees the user id only as one more concatenated input has to learn
+that multiplicative user x item interaction from data. With the defaults every user is its own
+group (``n_groups = n_users``) and the common preference is removed (``shared=0``). The true
+click probabilities are kept in column ``p_true``; their AUC on a split is the Bayes-optimal
+ceiling.
 """
 from __future__ import annotations
 

@@ -14,6 +14,8 @@ class AdaptConfig:
         batch_size: utterances of one speaker per update step.
         max_batch_utts: utterances per forward pass (a step larger than this is accumulated).
         targets: "first_pass" (unsupervised: the decoded hypotheses) or "oracle" (transcripts).
+        loss: "ctc" on the target texts, or "frame_ce": cross-entropy on the first pass's own
+            best-path frame labels (frame-level targets, as hybrid systems used; first_pass only).
         min_confidence: drop first-pass hypotheses whose confidence is below this (0 keeps all).
         top_fraction: keep only this fraction of each speaker's most confident hypotheses.
         rounds: adapt -> re-decode with the adapted rows -> adapt again, this many times.
@@ -28,6 +30,7 @@ class AdaptConfig:
     batch_size: int = 8
     max_batch_utts: int = 64
     targets: str = "first_pass"
+    loss: str = "ctc"
     min_confidence: float = 0.0
     top_fraction: float = 1.0
     rounds: int = 1
@@ -40,6 +43,10 @@ class AdaptConfig:
             raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
         if self.targets not in ("first_pass", "oracle"):
             raise ValueError(f"targets must be 'first_pass' or 'oracle', got {self.targets!r}")
+        if self.loss not in ("ctc", "frame_ce"):
+            raise ValueError(f"loss must be 'ctc' or 'frame_ce', got {self.loss!r}")
+        if self.loss == "frame_ce" and self.targets == "oracle":
+            raise ValueError("loss frame_ce needs first-pass targets (no alignment of transcripts)")
         if not 0.0 < self.top_fraction <= 1.0:
             raise ValueError(f"top_fraction must lie in (0, 1], got {self.top_fraction}")
         if self.epochs < 0 or self.batch_size < 1 or self.rounds < 1:

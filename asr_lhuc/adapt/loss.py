@@ -18,6 +18,25 @@ def utterance_ctc(system: AsrSystem, targets: list[Target], rows: torch.Tensor) 
     return loss / target_lens
 
 
+def utterance_frame_ce(system: AsrSystem, targets: list[Target],
+                       rows: torch.Tensor) -> torch.Tensor:
+    """Frame cross-entropy per utterance (B,) against the first pass's best-path labels."""
+    log_probs, frames = system.log_probs([t.utt for t in targets], rows.to(system.device))
+    losses = []
+    for b, target in enumerate(targets):
+        n = min(int(frames[b]), len(target.frames))
+        losses.append(F.nll_loss(log_probs[b, :n].float(), target.frames[:n].to(system.device)))
+    return torch.stack(losses)
+
+
+def utterance_loss(system: AsrSystem, targets: list[Target], rows: torch.Tensor,
+                   kind: str = "ctc") -> torch.Tensor:
+    """`utterance_ctc` or `utterance_frame_ce` by name."""
+    if kind == "frame_ce":
+        return utterance_frame_ce(system, targets, rows)
+    return utterance_ctc(system, targets, rows)
+
+
 def speaker_balanced(per_utt: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Weighted sum where each utterance weighs 1 / (its speaker's utterances in the step):
     the sum over speakers of each speaker's mean loss, so rows do not compete for scale."""

@@ -13,7 +13,7 @@ import torch
 import lhuc
 
 from .config import AdaptConfig
-from .loss import speaker_balanced, utterance_ctc
+from .loss import speaker_balanced, utterance_loss
 from .rows import RowGuard
 from .system import AsrSystem
 
@@ -35,7 +35,7 @@ def run_steps(system: AsrSystem, plan: list[dict[str, list]], rows: dict[str, in
         for step in plan:
             active = torch.tensor(sorted({rows[spk] for spk in step}))
             optimizer.zero_grad(set_to_none=True)
-            losses.append(_accumulate(system, step, rows, cfg.max_batch_utts))
+            losses.append(_accumulate(system, step, rows, cfg))
             guard.mask_grads(active)
             optimizer.step()
             guard.restore(active)
@@ -45,15 +45,17 @@ def run_steps(system: AsrSystem, plan: list[dict[str, list]], rows: dict[str, in
     return losses
 
 
-def _accumulate(system, step, rows, max_batch_utts) -> float:
-    """Backward the speaker-balanced loss of one step in chunks of `max_batch_utts`."""
+def _accumulate(system, step, rows, cfg) -> float:
+    """Backward the speaker-balanced loss of one step in chunks of `cfg.max_batch_utts`."""
+    max_batch_utts = cfg.max_batch_utts
     items = [(spk, t) for spk, batch in step.items() for t in batch]
     total = 0.0
     for start in range(0, len(items), max_batch_utts):
         chunk = items[start: start + max_batch_utts]
         row_ids = torch.tensor([rows[spk] for spk, _ in chunk])
         weights = torch.tensor([1.0 / len(step[spk]) for spk, _ in chunk])
-        loss = speaker_balanced(utterance_ctc(system, [t for _, t in chunk], row_ids), weights)
+        per_utt = utterance_loss(system, [t for _, t in chunk], row_ids, cfg.loss)
+        loss = speaker_balanced(per_utt, weights)
         loss.backward()
         total += float(loss.detach())
     return total

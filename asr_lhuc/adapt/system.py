@@ -81,6 +81,19 @@ class AsrSystem:
                       for b, n in enumerate(frames.tolist())]
         return hyps, confs
 
+    @torch.no_grad()
+    def best_paths(self, utts: list[SpeakerUtterance], ids: torch.Tensor | None = None,
+                   batch_size: int = 16) -> list[torch.Tensor]:
+        """Frame labels (T,) of the best path per utterance (blanks included): the first pass's
+        own alignment of its greedy hypothesis, usable as frame-level targets."""
+        paths = []
+        for start in range(0, len(utts), batch_size):
+            part_ids = None if ids is None else ids[start: start + batch_size]
+            log_probs, frames = self.log_probs(utts[start: start + batch_size], part_ids)
+            best = log_probs.argmax(-1).cpu()
+            paths += [best[b, :n] for b, n in enumerate(frames.tolist())]
+        return paths
+
     def ids_to_text(self, ids: list[int]) -> str:
         labels = self.text_encoder.decode_ndim(ids)
         text = "".join(" " if lab == self.space else lab for lab in labels)

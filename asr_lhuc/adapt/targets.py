@@ -18,6 +18,7 @@ class Target:
     text: str
     ids: torch.Tensor
     confidence: float = 1.0
+    frames: torch.Tensor | None = None  # frame labels of the first pass (loss: frame_ce)
 
 
 @dataclass
@@ -51,6 +52,9 @@ def make_targets(system: AsrSystem, speakers: dict[str, list[SpeakerUtterance]],
             texts, confs = system.decode(utts, row)
         candidates = [Target(u, t, system.text_to_ids(t), c)
                       for u, t, c in zip(utts, texts, confs)]
+        if cfg.loss == "frame_ce":
+            for target, path in zip(candidates, system.best_paths(utts, row)):
+                target.frames = path
         usable = [t for t in candidates if len(t.ids) > 0]
         report.empty[spk] = len(candidates) - len(usable)
         kept = select_confident(usable, cfg.min_confidence, cfg.top_fraction)

@@ -34,7 +34,7 @@ from asr_lhuc.adapt import (
     score,
     split_protocol,
 )
-from asr_lhuc.adapt.loss import mean_ctc, utterance_ctc
+from asr_lhuc.adapt.loss import mean_ctc, utterance_ctc, utterance_loss
 from asr_lhuc.data import prepare_fsdd, prepare_synthetic
 from asr_lhuc.decode import make_text_encoder
 from asr_lhuc.model import CTCAcousticModel
@@ -152,6 +152,27 @@ def test_ctc_loss_on_first_pass_targets_goes_down(corpus, trained):
     after = {s: mean_ctc(system, t, rows[s]) for s, t in usable.items()}
     for spk in usable:
         assert after[spk] < before[spk] - 1e-3, (spk, before[spk], after[spk])
+
+
+def test_frame_targets_are_the_first_pass_alignment(corpus, trained):
+    from asr_lhuc.adapt.system import collapse
+
+    system = fresh(trained[0])
+    cfg = CFG.replace(loss="frame_ce")
+    targets, _ = make_targets(system, fsdd_only(corpus), cfg)
+    rows = add_speaker_rows(system.model, list(targets))
+    usable = {s: t for s, t in targets.items() if t}
+    for items in usable.values():
+        for t in items:  # the frame labels collapse to the hypothesis they align
+            assert system.ids_to_text(collapse(t.frames.tolist(), system.blank)) == t.text
+    spk = next(iter(usable))
+    ids = torch.full((len(usable[spk]),), rows[spk])
+    with torch.no_grad():
+        before = float(utterance_loss(system, usable[spk], ids, "frame_ce").mean())
+    adapt_batched(system, {spk: usable[spk]}, rows, cfg)
+    with torch.no_grad():
+        after = float(utterance_loss(system, usable[spk], ids, "frame_ce").mean())
+    assert after < before
 
 
 def test_each_row_gets_gradient_only_from_its_own_speaker(corpus, trained):

@@ -21,7 +21,7 @@ from .data import read_manifest
 from .decode import make_beam_searcher
 from .lm import write_arpa
 from .model import count_parameters
-from .pretrained import save_pretrained
+from .pretrained import init_from_pretrained, save_pretrained
 
 logger = logging.getLogger(__name__)
 MODES = ("si", "sat_lhuc")
@@ -55,6 +55,9 @@ def build_brain(hparams: dict, run_opts: dict, speaker_map) -> LHUCCTCBrain:
         model.attach_speaker_lhuc(hparams["lhuc_targets"], len(speaker_map),
                                   sat_gamma=hparams["sat_gamma"], sat_level=hparams["sat_level"],
                                   reparam=hparams.get("lhuc_reparam", "2sigmoid"))
+    if hparams.get("init_from"):  # e.g. the synthetic-corpus model; a resumed run overrides it
+        init_from_pretrained(model, hparams["init_from"])
+        logger.info("initialised the network from %s", hparams["init_from"])
     hparams["train_clock"] = TrainClock()
     checkpointer = hparams["checkpointer"]
     checkpointer.add_recoverable("normalizer", model.normalize)
@@ -132,6 +135,7 @@ def results_record(brain, hparams, test_set, speaker_map, script, argv) -> dict:
         "decoding": decoding_name(hparams),
         "decoded_in_si_mode": not hparams.get("eval_with_speaker_rows", False),
         "n_train_speakers": len(speaker_map),
+        "init_from": hparams.get("init_from"),
         "model_config": brain.model.config,
         "lhuc_config": brain.model.lhuc_config,
         "train_loss_history": [round(x, 4) for x in getattr(brain, "loss_history", [])],

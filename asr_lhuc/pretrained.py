@@ -43,6 +43,24 @@ def save_pretrained(path: str | Path, model: CTCAcousticModel, text_encoder, spe
     return path
 
 
+def init_from_pretrained(model: CTCAcousticModel, path: str | Path) -> list[str]:
+    """Copy the network weights of a pretrained file into `model` (same architecture) to start
+    training from them. LHUC tables and normalisation statistics are not copied: the new
+    corpus estimates its own. Returns the names of the parameters left at their init."""
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()
+             if "lhuc_table" not in k}
+    own = model.state_dict()
+    wrong = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+    if wrong or blob["model_config"]["n_tokens"] != model.config["n_tokens"]:
+        raise ValueError(f"{path} does not match this model's architecture ({wrong[:3]}): use "
+                         f"the same model settings as {blob['model_config']}")
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or any("lhuc_table" not in k for k in missing):
+        raise ValueError(f"{path}: unexpected {unexpected[:3]}, missing {missing[:3]}")
+    return missing
+
+
 def load_pretrained(path: str | Path, device: str | torch.device = "cpu"):
     """Return (model: eval mode, float32, on `device`), text_encoder, speaker_map, hparams text."""
     blob = torch.load(path, map_location="cpu", weights_only=True)

@@ -123,3 +123,22 @@ def test_pretrained_round_trip_restores_weights_lhuc_and_normalisation(tmp_path,
     assert torch.allclose(ref, out, atol=5e-2 if fp16 else 1e-6)
     assert loaded.lhuc_config["sat_gamma"] == 0.5 and smap2.speakers == ["s1", "s2"]
     assert len(encoder) == 29 and "CTCAcousticModel" in hparams
+
+
+def test_init_from_pretrained_copies_the_network_but_not_lhuc(tmp_path):
+    from asr_lhuc.pretrained import init_from_pretrained
+
+    source = warmed(tiny_model())
+    path = save_pretrained(tmp_path / "src.pt", source, make_text_encoder(), SpeakerMap(),
+                           fp16=False)
+    target = CTCAcousticModel(n_tokens=29, cnn_channels=(4, 8), rnn_layers=1, rnn_neurons=16,
+                              dnn_neurons=24, dropout=0.0)
+    target.attach_speaker_lhuc(TARGETS, num_speakers=5)
+    left = init_from_pretrained(target, path)
+    assert left and all("lhuc_table" in k for k in left)
+    for name, value in source.state_dict().items():
+        assert torch.equal(target.state_dict()[name], value), name
+    wider = CTCAcousticModel(n_tokens=29, cnn_channels=(4, 8), rnn_layers=1, rnn_neurons=20,
+                             dnn_neurons=24)
+    with pytest.raises(ValueError, match="architecture"):
+        init_from_pretrained(wider, path)

@@ -22,7 +22,8 @@ class PrefixCache:
     def __init__(self, model: nn.Module):
         layers = list(model.encoder.values() if hasattr(model.encoder, "values")
                       else model.encoder.children())
-        with_lhuc = [i for i, layer in enumerate(layers) if lhuc.lhuc_tables(layer)]
+        with_lhuc = [i for i, layer in enumerate(layers)
+                     if any(isinstance(m, lhuc.AmplitudeTable) for m in layer.modules())]
         if not with_lhuc:
             raise ValueError("no LHUC table inside the encoder: nothing to adapt")
         self.split = with_lhuc[0]
@@ -40,13 +41,21 @@ class PrefixCache:
         return self.store[utt.id]
 
     def log_probs(self, utts, ids: torch.Tensor | None, device):
-        """(log_probs (B, T, V), exact frame counts (B,)) from the cached prefix outputs."""
+        """(log_probs (B, T, V), frame counts (B,)) from the cached prefix outputs.
+
+        Counts are exact when the suffix keeps the frame rate (DNN layers); a suffix that
+        subsamples (CNN) scales them like SpeechBrain's relative lengths.
+        """
         hiddens = [self.hidden(u, device) for u in utts]
-        frames = torch.tensor([h.shape[0] for h in hiddens], device=device)
+        lengths = torch.tensor([h.shape[0] for h in hiddens], device=device)
         padded = nn.utils.rnn.pad_sequence(hiddens, batch_first=True).to(device)
         with lhuc.identities(self.model, ids):
             out = self.model.ctc_lin(_run(self.suffix_layers, padded))
-        return out.log_softmax(dim=-1), frames
+        if out.shape[1] == padded.shape[1]:
+            frames = lengths
+        else:
+            frames = torch.round(lengths / padded.shape[1] * out.shape[1]).long()
+        return out.log_softmax(dim=-1), frames.clamp(1, out.shape[1])
 
 
 def _run(layers, x):

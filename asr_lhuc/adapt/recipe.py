@@ -113,25 +113,42 @@ def headline(models: Models, data: dict, cfg: AdaptConfig, hp: dict) -> dict:
 
 
 def sweeps(models: Models, data: dict, cfg: AdaptConfig, hp: dict, out: Path) -> dict:
-    """Ablations: each sweep varies layers, reparam or adaptation options of one system."""
+    """Ablations: each sweep varies layers, reparam or adaptation options of one system.
+
+    A sweep may set `max_speakers` (the first N test speakers, to bound the cost of settings
+    that cannot use the prefix cache); its baseline is then rescored on the same speakers.
+    """
     found = {}
     for sweep_name, sweep in (hp.get("sweeps") or {}).items():
+        part = _first_speakers(data, sweep.get("max_speakers"))
         points, details = {}, {}
         for label, setting in sweep["settings"].items():
             setting = dict(setting or {})
             run_cfg = cfg.replace(**setting.get("adapt", {}))
-            res = run_system(sweep.get("system", "si_lhuc"), models, data, run_cfg, hp,
+            res = run_system(sweep.get("system", "si_lhuc"), models, part, run_cfg, hp,
                              lhuc_targets=setting.get("lhuc_targets"),
                              reparam=setting.get("reparam"))
             points[label] = res["wer"]
             details[label] = {"wer": res["wer"], "cer": res["cer"], "setting": setting}
             logger.info("sweep %s / %s: WER %.4f", sweep_name, label, res["wer"])
         baseline = sweep.get("baseline")
+        base_wer = data["baselines"].get(baseline) if part is data else None
+        if baseline is not None and base_wer is None:
+            base_wer = run_system(baseline, models, part, cfg, hp)["wer"]
         png = out / f"sweep_{sweep_name}.png"
-        plot_sweep(points, png, f"{hp['corpus']}: {sweep_name}", sweep_name,
-                   baseline=data["baselines"].get(baseline))
-        found[sweep_name] = {"results": details, "plot": str(png), "baseline": baseline}
+        plot_sweep(points, png, f"{hp['corpus']}: {sweep_name} ({len(part['score'])} speakers)",
+                   sweep_name, baseline=base_wer)
+        found[sweep_name] = {"results": details, "plot": str(png), "baseline": baseline,
+                             "baseline_wer": base_wer, "n_speakers": len(part["score"])}
     return found
+
+
+def _first_speakers(data: dict, n: int | None) -> dict:
+    if n is None or n >= len(data["score"]):
+        return data
+    keep = sorted(data["score"])[:n]
+    return {"adapt": {s: data["adapt"][s] for s in keep},
+            "score": {s: data["score"][s] for s in keep}, "baselines": {}}
 
 
 def summarise(found: dict, hp: dict, command: str) -> dict:

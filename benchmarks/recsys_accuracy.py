@@ -71,6 +71,22 @@ def summarise(results: list[dict]) -> dict:
     return out
 
 
+def add_paired_deltas(models: dict, baseline: str) -> None:
+    """Per-seed differences to the baseline (same split and seed), mean and std: the splits'
+    variance cancels, so these say more than comparing the means' error bars."""
+    if baseline not in models:
+        return
+    base = {s["seed"]: s for s in models[baseline]["seeds"]}
+    for summary in models.values():
+        for key in ("auc", "gauc", "logloss"):
+            diffs = np.array([s[key] - base[s["seed"]][key] for s in summary["seeds"]
+                              if s["seed"] in base])
+            if len(diffs):
+                summary[f"{key}_delta_vs_{baseline}_mean"] = float(diffs.mean())
+                summary[f"{key}_delta_vs_{baseline}_std"] = float(
+                    diffs.std(ddof=1) if len(diffs) > 1 else 0.0)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", choices=sorted(DATASETS), default="ml100k")
@@ -101,6 +117,7 @@ def main(argv=None) -> None:
                 ceilings.append(res["data"]["ceiling"])
         summary["models"][model] = summarise(results)
         summary["device"] = results[-1]["device"]
+    add_paired_deltas(summary["models"], baseline="dnn")
     if ceilings:
         summary["ceiling_auc"] = float(np.mean([c["auc"] for c in ceilings]))
         summary["ceiling_gauc"] = float(np.mean([c["gauc"] for c in ceilings]))

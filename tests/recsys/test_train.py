@@ -187,19 +187,6 @@ def test_score_apis_match_evaluation_and_share_user_amplitudes(tmp_path):
     np.testing.assert_allclose(out["score_click"], probs, rtol=1e-5)
 
 
-def test_cli_prepare_train_evaluate(tmp_path):
-    cfg = tiny_config(tmp_path, train={"epochs": 1})
-    path = tmp_path / "cfg.yaml"
-    path.write_text(json.dumps(cfg))
-    run = [sys.executable, "-m", "recsys_lhuc"]
-    subprocess.run([*run, "train", "--config", str(path), "--out", str(tmp_path / "r"),
-                    "--set", "model.name=wide_deep"], cwd=ROOT, check=True, capture_output=True)
-    assert json.loads((tmp_path / "r" / "results.json").read_text())["model"] == "wide_deep"
-    out = subprocess.run([*run, "evaluate", "--run", str(tmp_path / "r"), "--split", "val"],
-                         cwd=ROOT, check=True, capture_output=True, text=True)
-    assert 0.5 < json.loads(out.stdout)["auc"] <= 1.0
-
-
 def test_load_config_overrides(tmp_path):
     cfg = load_config(ROOT / "recipes" / "ranking" / "ml100k.yaml",
                       ["model.name=ppnet", "train.epochs=3", "data.split.protocol=temporal",

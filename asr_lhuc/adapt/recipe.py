@@ -31,6 +31,7 @@ from .pipeline import adapt_speakers, decode_speakers, score
 from .protocols import split_protocol
 from .report import (
     format_table,
+    markdown,
     plot_speakers,
     plot_sweep,
     relative_reduction,
@@ -229,8 +230,10 @@ def run(hp: dict, prepare_fn, command: str) -> dict:
     payload = summarise(found, hp, command)
     payload["plots"] = plots(found, out, hp["corpus"])
     path = write_json(out / hp.get("results_name", "adapt.json"), payload)
+    table = format_table(found["systems"])
+    path.with_suffix(".md").write_text(markdown(payload, table))
     print(f"\n{hp['corpus']}: {len(speakers)} test speakers, protocol {hp['protocol']}")
-    print(format_table(found["systems"]))
+    print(table)
     if "loop_seconds" in found:
         print(f"adaptation wall time: per-speaker loop {found['loop_seconds']:.1f} s, "
               f"batched {found['batched_seconds']:.1f} s")

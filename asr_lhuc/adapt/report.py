@@ -25,6 +25,36 @@ def format_table(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def markdown(payload: dict, table: str) -> str:
+    """adapt.md: the table, the other headline numbers and the command that made them."""
+    lines = [f"# LHUC adaptation on {payload['corpus']} ({payload['n_speakers']} test speakers, "
+             f"{payload['protocol']} protocol)", "", "```", table, "```", ""]
+    if "speakers_improved_detail" in payload:
+        d = payload["speakers_improved_detail"]
+        lines.append(f"- {payload['best_unsupervised']}: {d['improved']} of {d['n']} speakers "
+                     f"improved, {d['unchanged']} unchanged, {d['worse']} worse.")
+    for name, groups in payload.get("groups_wer", {}).items():
+        parts = ", ".join(f"{g} {100 * w:.2f}%" for g, w in groups.items())
+        lines.append(f"- WER by age group, {name}: {parts}")
+    if "loop_seconds" in payload:
+        lines.append(f"- Adaptation wall time (si_lhuc, all speakers): per-speaker loop "
+                     f"{payload['loop_seconds']:.1f} s, batched {payload['batched_seconds']:.1f} s "
+                     f"(loop WER {100 * payload['loop_wer']:.2f}%).")
+    for name, spks in payload.get("unusable_speakers", {}).items():
+        if spks:
+            lines.append(f"- {name}: no usable first-pass utterance for {', '.join(spks)} "
+                         "(decoded with the SI row).")
+    for name, sweep in payload.get("sweeps", {}).items():
+        res = ", ".join(f"{k} {100 * v['wer']:.2f}%" for k, v in sweep["results"].items())
+        base = sweep.get("baseline_wer")
+        base = f" (unadapted {100 * base:.2f}%)" if base is not None else ""
+        lines.append(f"- sweep {name}, {sweep['n_speakers']} speakers: {res}{base}")
+    lines += ["", f"Device: {payload['device']}, {payload['threads']} threads; "
+              f"total {payload['wall_seconds']:.0f} s.", "", "Command:", "", "```",
+              payload["command"], "```", ""]
+    return "\n".join(lines)
+
+
 def speakers_improved(before: dict[str, float], after: dict[str, float]) -> dict:
     """How many speakers' WER went down, stayed, went up."""
     common = sorted(set(before) & set(after))

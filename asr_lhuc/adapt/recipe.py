@@ -74,7 +74,8 @@ class Models:
 
 
 def run_system(name: str, models: Models, data: dict, cfg: AdaptConfig, hp: dict,
-               mode: str = "batched", lhuc_targets=None, reparam=None) -> dict:
+               mode: str = "batched", lhuc_targets=None, reparam=None,
+               sat_row_init: str | None = None) -> dict:
     """One system: adapt (unless it is a first-pass system), decode, score."""
     kind = "sat" if name.startswith("sat") else "si"
     system = models.fresh(kind, lhuc_targets, reparam)
@@ -86,7 +87,7 @@ def run_system(name: str, models: Models, data: dict, cfg: AdaptConfig, hp: dict
     if name == "si_lhuc_oracle":
         cfg = cfg.replace(targets="oracle")
     elif name == "sat_lhuc":
-        cfg = cfg.replace(row_init=hp.get("sat_row_init", cfg.row_init))
+        cfg = cfg.replace(row_init=sat_row_init or hp.get("sat_row_init", cfg.row_init))
     info = adapt_speakers(system, adapt_set, cfg, mode, show_progress=True)
     result = score(score_set, decode_speakers(system, score_set, info["rows"]))
     result.update(adapt_seconds=info["seconds"], unusable_speakers=info["unusable"],
@@ -128,7 +129,8 @@ def sweeps(models: Models, data: dict, cfg: AdaptConfig, hp: dict, out: Path) ->
             run_cfg = cfg.replace(**setting.get("adapt", {}))
             res = run_system(sweep.get("system", "si_lhuc"), models, part, run_cfg, hp,
                              lhuc_targets=setting.get("lhuc_targets"),
-                             reparam=setting.get("reparam"))
+                             reparam=setting.get("reparam"),
+                             sat_row_init=setting.get("sat_row_init"))
             points[label] = res["wer"]
             details[label] = {"wer": res["wer"], "cer": res["cer"], "setting": setting}
             logger.info("sweep %s / %s: WER %.4f", sweep_name, label, res["wer"])

@@ -14,6 +14,9 @@ class AdaptConfig:
         batch_size: utterances of one speaker per update step.
         max_batch_utts: utterances per forward pass (a step larger than this is accumulated).
         targets: "first_pass" (unsupervised: the decoded hypotheses) or "oracle" (transcripts).
+        target_noise: with oracle targets, replace this fraction of characters by random
+            letters (seeded): targets of a known error rate, to measure how good a first pass
+            must be for adaptation to pay off.
         loss: "ctc" on the target texts, or "frame_ce": cross-entropy on the first pass's own
             best-path frame labels (frame-level targets, as hybrid systems used; first_pass only).
         min_confidence: drop first-pass hypotheses whose confidence is below this (0 keeps all).
@@ -30,6 +33,7 @@ class AdaptConfig:
     batch_size: int = 8
     max_batch_utts: int = 64
     targets: str = "first_pass"
+    target_noise: float = 0.0
     loss: str = "ctc"
     min_confidence: float = 0.0
     top_fraction: float = 1.0

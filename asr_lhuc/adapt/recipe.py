@@ -132,7 +132,8 @@ def sweeps(models: Models, data: dict, cfg: AdaptConfig, hp: dict, out: Path) ->
                              reparam=setting.get("reparam"),
                              sat_row_init=setting.get("sat_row_init"))
             points[label] = res["wer"]
-            details[label] = {"wer": res["wer"], "cer": res["cer"], "setting": setting}
+            details[label] = {"wer": res["wer"], "cer": res["cer"], "setting": setting,
+                              "adapt_seconds": res.get("adapt_seconds")}
             logger.info("sweep %s / %s: WER %.4f", sweep_name, label, res["wer"])
         baseline = sweep.get("baseline")
         base_wer = data["baselines"].get(baseline) if part is data else None

@@ -1,6 +1,8 @@
 """Adaptation targets: first-pass hypotheses (or transcripts, for the oracle) and confidence
 filtering. Speakers left with nothing usable are reported, never an error."""
 
+import random
+import string
 from dataclasses import dataclass, field
 
 import torch
@@ -46,7 +48,8 @@ def make_targets(system: AsrSystem, speakers: dict[str, list[SpeakerUtterance]],
     targets, report = {}, TargetReport()
     for spk, utts in speakers.items():
         if cfg.targets == "oracle":
-            texts, confs = [u.text for u in utts], [1.0] * len(utts)
+            texts = [corrupt(u.text, cfg.target_noise, f"{cfg.seed}/{u.id}") for u in utts]
+            confs = [1.0] * len(utts)
         else:
             row = None if ids is None or spk not in ids else torch.full((len(utts),), ids[spk])
             texts, confs = system.decode(utts, row)
@@ -62,6 +65,15 @@ def make_targets(system: AsrSystem, speakers: dict[str, list[SpeakerUtterance]],
         report.kept[spk] = len(kept)
         targets[spk] = kept
     return targets, report
+
+
+def corrupt(text: str, rate: float, seed: str) -> str:
+    """`text` with each non-space character replaced by a random other letter with prob. `rate`."""
+    if rate <= 0:
+        return text
+    rng = random.Random(seed)
+    return "".join(c if c == " " or rng.random() >= rate
+                   else rng.choice([x for x in string.ascii_uppercase if x != c]) for c in text)
 
 
 def select_confident(targets: list[Target], min_confidence: float,

@@ -145,7 +145,8 @@ def run(args) -> dict:
         "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
         "device": device_name(device),
         "torch": torch.__version__,
-        "command": " ".join(["python", *sys.argv]),
+        "command": " ".join([f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')}",
+                             ".venv/bin/python", *sys.argv]),
     }
 
 

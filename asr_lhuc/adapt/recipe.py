@@ -22,6 +22,7 @@ import speechbrain as sb
 import torch
 from hyperpyyaml import load_hyperpyyaml
 
+from asr_lhuc.decode import make_beam_searcher
 from asr_lhuc.pretrained import load_pretrained
 
 from .adapters import save_speaker_adapters
@@ -67,7 +68,10 @@ class Models:
                                       reparam=reparam or self.hp.get("lhuc_reparam", "2sigmoid"))
         elif not model.has_lhuc:
             raise ValueError(f"{path} has no LHUC tables: give a SAT-LHUC checkpoint")
-        system = AsrSystem(model, encoder, cache=self.hp.get("cache_prefix", True))
+        beam = self.hp.get("beam_size", 1)
+        searcher = make_beam_searcher(encoder, beam_size=beam) if beam > 1 else None
+        system = AsrSystem(model, encoder, searcher=searcher,
+                           cache=self.hp.get("cache_prefix", True))
         if system.cache is not None:  # share the frozen prefix between runs of one checkpoint
             system.cache.store = self.caches.setdefault((path, system.cache.split), {})
         return system
@@ -188,6 +192,7 @@ def summarise(found: dict, hp: dict, command: str) -> dict:
     payload.update(
         corpus=hp["corpus"], n_speakers=found["n_speakers"], protocol=hp["protocol"],
         checkpoint={"si": hp.get("si_checkpoint"), "sat": hp.get("sat_checkpoint")},
+        beam_size=hp.get("beam_size", 1),
         adapt_config=found["adapt_config"], lhuc_targets_si=hp.get("lhuc_targets"),
         device=found["device"], threads=torch.get_num_threads(), command=command,
         wall_seconds=found["wall_seconds"])

@@ -46,7 +46,10 @@ def freeze_gate_outputs(model):
 def shared_and_gate_id_grads(model, batch):
     model.zero_grad()
     total_loss(model(batch), batch).backward()
-    return grads_of(model.embedding), grads_of(model.gate_ids)
+    own = grads_of(model.gate_ids)
+    if hasattr(model, "domain_ids"):  # PEPNet: EPNet's own domain embeddings
+        own.update({f"domain.{n}": g for n, g in grads_of(model.domain_ids).items()})
+    return grads_of(model.embedding), own
 
 
 def grads_of(module):

@@ -40,7 +40,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = sub.add_parser("demo", help="train DNN and PPNet on the synthetic default, print AUC next "
                        "to the Bayes-optimal ceiling")
     _add_config(p)
-    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--out", default="exp/recsys_demo")
     p.add_argument("--models", nargs="*", default=["dnn", "ppnet"])
     return parser.parse_args(argv)
 

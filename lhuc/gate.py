@@ -47,6 +47,8 @@ class GateBank(nn.Module):
 
     With `fused=True` the first layers of all gates run as one matmul (one kernel launch and one
     read of the input instead of one per layer); the output is the same as with separate gates.
+    On CPU this measured no faster (results/recsys/throughput_cpu.json); the gain, if any, is in
+    kernel launches on GPU.
     """
 
     def __init__(self, in_dim: int, out_dims: list[int],

@@ -26,7 +26,10 @@ def online_hypotheses(system: AsrSystem, speakers: dict[str, list], cfg: AdaptCo
         for n, utt in enumerate(utts):
             text, conf = system.decode([utt], torch.tensor([rows[spk]]))
             hyps[spk].append(text[0])
-            target_text = utt.text if cfg.targets == "oracle" else text[0]
+            if cfg.targets == "oracle":
+                target_text = utt.text
+            else:
+                target_text = system.decode([utt], torch.tensor([rows[spk]]), snap=True)[0][0]
             ids = system.text_to_ids(target_text)
             if len(ids):
                 history.append(Target(utt, target_text, ids, conf[0]))

@@ -27,6 +27,7 @@ from asr_lhuc.pretrained import load_pretrained
 
 from .adapters import save_speaker_adapters
 from .config import AdaptConfig
+from .lexicon import Lexicon
 from .online import online_hypotheses
 from .pipeline import adapt_speakers, decode_speakers, score
 from .protocols import split_protocol
@@ -51,6 +52,12 @@ class Models:
 
     def __init__(self, hp: dict):
         self.hp, self.loaded, self.caches = hp, {}, {}
+        lexicon = hp.get("lexicon")  # null | targets | targets_and_output
+        if lexicon not in (None, "targets", "targets_and_output"):
+            raise ValueError("lexicon must be null, targets or targets_and_output, "
+                             f"got {lexicon!r}")
+        self.lexicon = Lexicon.from_manifest(hp["lexicon_csv"]) if lexicon else None
+        self.snap_outputs = lexicon == "targets_and_output"
 
     def fresh(self, kind: str, lhuc_targets=None, reparam=None) -> AsrSystem:
         path = self.hp["si_checkpoint" if kind == "si" else "sat_checkpoint"]
@@ -71,7 +78,8 @@ class Models:
         beam = self.hp.get("beam_size", 1)
         searcher = make_beam_searcher(encoder, beam_size=beam) if beam > 1 else None
         system = AsrSystem(model, encoder, searcher=searcher,
-                           cache=self.hp.get("cache_prefix", True))
+                           cache=self.hp.get("cache_prefix", True), lexicon=self.lexicon,
+                           snap_outputs=self.snap_outputs)
         if system.cache is not None:  # share the frozen prefix between runs of one checkpoint
             system.cache.store = self.caches.setdefault((path, system.cache.split), {})
         return system
@@ -85,7 +93,8 @@ def run_system(name: str, models: Models, data: dict, cfg: AdaptConfig, hp: dict
     system = models.fresh(kind, lhuc_targets, reparam)
     adapt_set, score_set = data["adapt"], data["score"]
     if name in ("si", "sat_si_mode"):
-        return score(score_set, decode_speakers(system, score_set))
+        return _with_raw(system, score(score_set, decode_speakers(system, score_set)),
+                         score_set, None)
     if name == "si_lhuc_online":
         return score(score_set, online_hypotheses(system, score_set, cfg, show_progress=True))
     if name == "si_lhuc_oracle":
@@ -93,13 +102,24 @@ def run_system(name: str, models: Models, data: dict, cfg: AdaptConfig, hp: dict
     elif name == "sat_lhuc":
         cfg = cfg.replace(row_init=sat_row_init or hp.get("sat_row_init", cfg.row_init))
     info = adapt_speakers(system, adapt_set, cfg, mode, show_progress=True)
-    result = score(score_set, decode_speakers(system, score_set, info["rows"]))
+    result = _with_raw(system, score(score_set, decode_speakers(system, score_set, info["rows"])),
+                       score_set, info["rows"])
     result.update(adapt_seconds=info["seconds"], unusable_speakers=info["unusable"],
                   targets=info["targets"])
     if hp.get("save_adapters", True):
         folder = Path(hp["output_folder"]) / "adapters" / f"{name}_{mode}"
         save_speaker_adapters(system.model, info["rows"], folder)
         result["adapters"] = str(folder)
+    return result
+
+
+def _with_raw(system: AsrSystem, result: dict, score_set: dict, rows) -> dict:
+    """Where outputs are snapped to the lexicon, also score the plain hypotheses."""
+    if system.lexicon is not None and system.snap_outputs:
+        system.snap_outputs = False
+        raw = score(score_set, decode_speakers(system, score_set, rows))
+        system.snap_outputs = True
+        result.update(wer_no_lexicon=raw["wer"], cer_no_lexicon=raw["cer"])
     return result
 
 
@@ -162,8 +182,8 @@ def _first_speakers(data: dict, n: int | None) -> dict:
 def summarise(found: dict, hp: dict, command: str) -> dict:
     """adapt.json: wer/cer per system, relative reductions, speakers improved, timing."""
     systems = found["systems"]
-    payload = {name: {k: res[k] for k in ("wer", "cer", "n_utts")}
-               for name, res in systems.items()}
+    keys = ("wer", "cer", "n_utts", "wer_no_lexicon", "cer_no_lexicon")
+    payload = {name: {k: res[k] for k in keys if k in res} for name, res in systems.items()}
     adapted = [n for n in UNSUPERVISED if n in systems]
     best = min(adapted, key=lambda n: systems[n]["wer"]) if adapted else None
     if best is not None:
@@ -192,7 +212,8 @@ def summarise(found: dict, hp: dict, command: str) -> dict:
     payload.update(
         corpus=hp["corpus"], n_speakers=found["n_speakers"], protocol=hp["protocol"],
         checkpoint={"si": hp.get("si_checkpoint"), "sat": hp.get("sat_checkpoint")},
-        beam_size=hp.get("beam_size", 1),
+        beam_size=hp.get("beam_size", 1), lexicon=hp.get("lexicon"),
+        lexicon_csv=hp.get("lexicon_csv"),
         adapt_config=found["adapt_config"], lhuc_targets_si=hp.get("lhuc_targets"),
         device=found["device"], threads=torch.get_num_threads(), command=command,
         wall_seconds=found["wall_seconds"])

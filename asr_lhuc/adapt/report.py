@@ -13,15 +13,18 @@ def relative_reduction(before: float, after: float) -> float:
 
 
 def format_table(results: dict[str, dict]) -> str:
-    """A plain-text table of WER/CER per system, with the relative change against its baseline."""
+    """A plain-text table of WER/CER per system, with the relative change against its baseline
+    (and the WER without lexicon snapping, where the outputs were snapped)."""
     baseline = {after: before for before, after in PAIRS}
-    lines = [f"{'system':<16}{'WER %':>8}{'CER %':>8}{'rel. WER red. %':>17}",
-             "-" * 49]
+    raw = any("wer_no_lexicon" in r for r in results.values())
+    lines = [f"{'system':<16}{'WER %':>8}{'CER %':>8}{'rel. WER red. %':>17}"
+             + (f"{'WER % no lexicon':>18}" if raw else ""), "-" * (49 + 18 * raw)]
     for name, res in results.items():
         base = results.get(baseline.get(name, ""), None)
         rel = (f"{100 * relative_reduction(base['wer'], res['wer']):>17.1f}"
                if base is not None else f"{'':>17}")
-        lines.append(f"{name:<16}{100 * res['wer']:>8.2f}{100 * res['cer']:>8.2f}{rel}")
+        extra = f"{100 * res['wer_no_lexicon']:>18.2f}" if "wer_no_lexicon" in res else ""
+        lines.append(f"{name:<16}{100 * res['wer']:>8.2f}{100 * res['cer']:>8.2f}{rel}{extra}")
     return "\n".join(lines)
 
 

@@ -22,7 +22,7 @@ class AsrSystem:
     `CTCTextEncoder` over characters (blank included)."""
 
     def __init__(self, model: nn.Module, text_encoder, device: str | torch.device | None = None,
-                 searcher=None, cache: bool = False):
+                 searcher=None, cache: bool = False, lexicon=None, snap_outputs: bool = True):
         if not lhuc.lhuc_tables(model):
             raise ValueError("the model has no LHUC attached: attach it (SI models too) before "
                              "adaptation, e.g. with the recipe's lhuc target list")
@@ -35,6 +35,8 @@ class AsrSystem:
         self.text_encoder = text_encoder
         self.searcher = searcher  # asr_lhuc.decode.make_beam_searcher(...) or None: greedy
         self.cache = PrefixCache(self.model) if cache else None
+        self.lexicon = lexicon  # a `Lexicon` for adaptation targets (and outputs), or None
+        self.snap_outputs = snap_outputs  # also snap the hypotheses that are scored
         self.blank = text_encoder.get_blank_index()
         labels = text_encoder.lab2ind
         self.space = next((s for s in SPACE_LABELS if s in labels), None)
@@ -64,8 +66,12 @@ class AsrSystem:
 
     @torch.no_grad()
     def decode(self, utts: list[SpeakerUtterance], ids: torch.Tensor | None = None,
-               batch_size: int = 16) -> tuple[list[str], list[float]]:
-        """Greedy (or beam, with a searcher) hypotheses and their confidences (`confidence`)."""
+               batch_size: int = 16, snap: bool | None = None) -> tuple[list[str], list[float]]:
+        """Greedy (or beam, with a searcher) hypotheses and their confidences (`confidence`).
+
+        With a lexicon, words are snapped to it when `snap` (default: `snap_outputs`); adaptation
+        targets ask for snap=True.
+        """
         hyps, confs = [], []
         for start in range(0, len(utts), batch_size):
             part = utts[start: start + batch_size]
@@ -79,6 +85,8 @@ class AsrSystem:
                 hyps += beam_texts(log_probs, frames / log_probs.shape[1], self.searcher)[0]
             confs += [confidence(log_probs[b, :n].cpu(), self.blank)
                       for b, n in enumerate(frames.tolist())]
+        if self.lexicon is not None and (self.snap_outputs if snap is None else snap):
+            hyps = [self.lexicon.correct(h) for h in hyps]
         return hyps, confs
 
     @torch.no_grad()

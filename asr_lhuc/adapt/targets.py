@@ -52,7 +52,7 @@ def make_targets(system: AsrSystem, speakers: dict[str, list[SpeakerUtterance]],
             confs = [1.0] * len(utts)
         else:
             row = None if ids is None or spk not in ids else torch.full((len(utts),), ids[spk])
-            texts, confs = system.decode(utts, row)
+            texts, confs = system.decode(utts, row, snap=True)
         candidates = [Target(u, t, system.text_to_ids(t), c)
                       for u, t, c in zip(utts, texts, confs)]
         if cfg.loss == "frame_ce":

@@ -263,8 +263,8 @@ def test_speakers_without_usable_utterances_are_reported(corpus, trained, monkey
     mute = next(iter(speakers))
     real_decode = system.decode
 
-    def first_pass_says_nothing_for_mute(utts, ids=None, batch_size=16):
-        hyps, confs = real_decode(utts, ids, batch_size)
+    def first_pass_says_nothing_for_mute(utts, ids=None, batch_size=16, snap=None):
+        hyps, confs = real_decode(utts, ids, batch_size, snap)
         return ["" if u.spk_id == mute else h for u, h in zip(utts, hyps)], confs
 
     monkeypatch.setattr(system, "decode", first_pass_says_nothing_for_mute)
@@ -334,3 +334,18 @@ def test_recipe_writes_adapt_json(corpus, trained, tmp_path):
     assert saved["loop_seconds"] > 0 and saved["batched_seconds"] > 0
     assert (tmp_path / "res" / "speakers_si_lhuc.png").stat().st_size > 1000
     assert (tmp_path / "exp" / "adapters" / "si_lhuc_batched" / "speakers.json").is_file()
+
+
+def test_lexicon_snaps_targets_to_training_words(corpus, trained):
+    from asr_lhuc.adapt.lexicon import Lexicon
+
+    lexicon = Lexicon.from_manifest(corpus["root"] / "fsdd" / "train.csv")
+    assert lexicon.correct("ZEROO TWWO QXJZKVWP") == "ZERO TWO QXJZKVWP"  # far words stay
+    system = fresh(trained[0])
+    system.lexicon, system.snap_outputs = lexicon, False
+    targets, _ = make_targets(system, fsdd_only(corpus), CFG)
+    raw = decode_speakers(system, fsdd_only(corpus))
+    for spk, items in targets.items():
+        for t in items:
+            assert t.text == lexicon.correct(raw[spk][[u.id for u in corpus["test"][spk]]
+                                                      .index(t.utt.id)])

@@ -251,8 +251,14 @@ def prepare(cfg: dict, use_cache: bool = True) -> Prepared:
 
 def save_prepared(prepared: Prepared, path: Path) -> None:
     path.mkdir(parents=True, exist_ok=True)
-    for name, ds in prepared.splits.items():
-        ds.save_to_disk(str(path / name))
+    bars = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()  # a few small shards: the bars would only clutter the logs
+    try:
+        for name, ds in prepared.splits.items():
+            ds.save_to_disk(str(path / name))
+    finally:
+        if bars:
+            datasets.enable_progress_bars()
     meta = {"spec": asdict(prepared.spec), "vocabs": {k: v.to_dict()
                                                       for k, v in prepared.vocabs.items()},
             "numeric_stats": prepared.numeric_stats, "stats": prepared.stats}

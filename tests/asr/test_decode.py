@@ -102,3 +102,20 @@ def test_arpa_lm_from_transcripts_is_a_normalised_back_off_model(tmp_path):
     text = write_arpa(tmp_path / "lm.arpa", sentences).read_text()
     assert text.startswith("\\data\\\nngram 1=") and text.rstrip().endswith("\\end\\")
     assert "\tTHE CAT\t" in text  # a bigram with its back-off weight
+
+
+def test_beam_search_with_the_transcript_lm_prefers_words_it_has_seen(tmp_path):
+    pytest.importorskip("kenlm", reason="the n-gram LM needs `pip install kenlm`")
+    pytest.importorskip("pygtrie", reason="SpeechBrain's KenLM scorer needs pygtrie")
+    from asr_lhuc.lm import write_arpa
+
+    enc = make_text_encoder()
+    lp = peaked_log_probs(enc, list("_C_A_T_"))
+    t, p = enc.lab2ind["T"], enc.lab2ind["P"]
+    lp[5] = torch.full_like(lp[5], 1e-4).log()
+    lp[5, t], lp[5, p] = torch.tensor(0.4).log(), torch.tensor(0.6).log()  # acoustics: "CAP"
+    lp = lp.unsqueeze(0)
+    arpa = write_arpa(tmp_path / "lm.arpa", ["the cat", "a cat", "cat"] * 5, order=2)
+    with_lm = make_beam_searcher(enc, beam_size=8, kenlm_model_path=str(arpa), alpha=1.0)
+    assert greedy_texts(lp, torch.ones(1), enc) == ["CAP"]
+    assert beam_texts(lp, torch.ones(1), with_lm)[0] == ["CAT"]

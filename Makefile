@@ -19,6 +19,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	OMP_NUM_THREADS=2 $(PY) examples/core_example.py
+	OMP_NUM_THREADS=2 $(PY) -m recsys_lhuc demo
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -23,6 +23,8 @@ class AdaptConfig:
         top_fraction: keep only this fraction of each speaker's most confident hypotheses.
         rounds: adapt -> re-decode with the adapted rows -> adapt again, this many times.
         max_adapt_seconds: use at most this much audio per speaker for adaptation (None: all).
+        online_epochs: online mode: passes over the utterances so far after each new one (the
+            row is warm-started, so a few passes per utterance add up quickly).
         row_init: new speakers' rows start at amplitude 1 ("one") or at the SI row ("si").
         seed: seeds the order of each speaker's mini-batches.
     """
@@ -39,6 +41,7 @@ class AdaptConfig:
     top_fraction: float = 1.0
     rounds: int = 1
     max_adapt_seconds: float | None = None
+    online_epochs: int = 1
     row_init: str = "one"
     seed: int = 1234
 

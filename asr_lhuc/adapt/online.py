@@ -1,7 +1,8 @@
 """Online adaptation: utterance n of a speaker is decoded with the row learned from 1..n-1.
 
 After decoding utterance n, its hypothesis (or transcript, for the oracle) joins the speaker's
-targets and the row is adapted further on all targets so far (warm start, `cfg.epochs` passes).
+targets and the row is adapted further on all targets so far (warm start, `cfg.online_epochs`
+passes each time).
 """
 
 import torch
@@ -35,7 +36,8 @@ def online_hypotheses(system: AsrSystem, speakers: dict[str, list], cfg: AdaptCo
                 history.append(Target(utt, target_text, ids, conf[0]))
             usable = select_confident(history, cfg.min_confidence, cfg.top_fraction)
             if usable and n + 1 < len(utts):
-                plan = [{spk: b} for b in speaker_schedule(usable, cfg.batch_size, cfg.epochs,
-                                                           cfg.seed + n, spk)]
+                batches = speaker_schedule(usable, cfg.batch_size, cfg.online_epochs,
+                                           cfg.seed + n, spk)
+                plan = [{spk: b} for b in batches]
                 run_steps(system, plan, rows, cfg)
     return hyps

@@ -96,7 +96,13 @@ def run_system(name: str, models: Models, data: dict, cfg: AdaptConfig, hp: dict
         return _with_raw(system, score(score_set, decode_speakers(system, score_set)),
                          score_set, None)
     if name == "si_lhuc_online":
-        return score(score_set, online_hypotheses(system, score_set, cfg, show_progress=True))
+        result = score(score_set, online_hypotheses(system, score_set, cfg, show_progress=True))
+        if system.lexicon is not None and system.snap_outputs:  # the plain hypotheses too
+            plain = models.fresh(kind, lhuc_targets, reparam)
+            plain.snap_outputs = False
+            raw = score(score_set, online_hypotheses(plain, score_set, cfg))
+            result.update(wer_no_lexicon=raw["wer"], cer_no_lexicon=raw["cer"])
+        return result
     if name == "si_lhuc_oracle":
         cfg = cfg.replace(targets="oracle")
     elif name == "sat_lhuc":
@@ -163,7 +169,7 @@ def sweeps(models: Models, data: dict, cfg: AdaptConfig, hp: dict, out: Path) ->
         base_wer = data["baselines"].get(baseline) if part is data else None
         if baseline is not None and base_wer is None:
             base_wer = run_system(baseline, models, part, cfg, hp)["wer"]
-        png = out / f"sweep_{sweep_name}.png"
+        png = out / f"sweep_{sweep_name}.png"  # sweep names are unique per corpus
         plot_sweep(points, png, f"{hp['corpus']}: {sweep_name} ({len(part['score'])} speakers)",
                    sweep_name, baseline=base_wer)
         found[sweep_name] = {"results": details, "plot": str(png), "baseline": baseline,
@@ -222,13 +228,14 @@ def summarise(found: dict, hp: dict, command: str) -> dict:
     return payload
 
 
-def plots(found: dict, out: Path, corpus: str) -> list[str]:
+def plots(found: dict, out: Path, corpus: str, prefix: str = "") -> list[str]:
     """Per-speaker WER before/after for each adapted system."""
     made = []
     systems = found["systems"]
-    for after, before in [*UNSUPERVISED.items(), ("si_lhuc_oracle", "si")]:
+    for after, before in [*UNSUPERVISED.items(), ("si_lhuc_oracle", "si"),
+                          ("si_lhuc_online", "si")]:
         if after in systems and before in systems:
-            png = out / f"speakers_{after}.png"
+            png = out / f"{prefix}speakers_{after}.png"
             plot_speakers(systems[before]["per_speaker"], systems[after]["per_speaker"], png,
                           f"{corpus}: per-speaker WER", (before, after))
             made.append(str(png))
@@ -257,8 +264,10 @@ def run(hp: dict, prepare_fn, command: str) -> dict:
                  device=str(AsrSystem.default_device()),
                  wall_seconds=time.perf_counter() - start)
     payload = summarise(found, hp, command)
-    payload["plots"] = plots(found, out, hp["corpus"])
-    path = write_json(out / hp.get("results_name", "adapt.json"), payload)
+    name = hp.get("results_name", "adapt.json")
+    prefix = "" if name == "adapt.json" else f"{Path(name).stem}_"  # keep the headline's plots
+    payload["plots"] = plots(found, out, hp["corpus"], prefix)
+    path = write_json(out / name, payload)
     table = format_table(found["systems"])
     path.with_suffix(".md").write_text(markdown(payload, table))
     print(f"\n{hp['corpus']}: {len(speakers)} test speakers, protocol {hp['protocol']}")

@@ -9,6 +9,7 @@ A run folder holds ``config.yaml``, ``encoder.json`` (vocabularies, to score raw
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import re
@@ -24,6 +25,15 @@ from tqdm.auto import tqdm
 
 from .data import Batches, Prepared, prepare
 from .data.pipeline import GROUP_COLUMN
+from .distributed.ddp import (
+    DistInfo,
+    all_gather_objects,
+    all_reduce_mean,
+    barrier,
+    broadcast_object,
+    init_distributed,
+    wrap_model,
+)
 from .metrics import all_metrics
 from .models import build_model, split_sparse_parameters
 
@@ -52,6 +62,8 @@ class TrainConfig:
     # higher lr for LHUC amplitude rows, which each user's rows only see in a few batches
     param_groups: list = field(default_factory=list)
     progress: bool = True
+    # DDP: let ranks skip gradients of parameters a step did not use (e.g. an unused SI row)
+    ddp_find_unused: bool = True
 
     @classmethod
     def from_dict(cls, d: dict | None) -> TrainConfig:
@@ -126,7 +138,7 @@ def to_device(batch: dict, device: torch.device) -> dict:
 
 @torch.no_grad()
 def predict(model, batches: Batches, spec, device) -> dict[str, np.ndarray]:
-    """Click probabilities per task for every row of ``batches`` (in order)."""
+    """Click probabilities per task for every row of ``batches`` (in iteration order)."""
     model.eval()
     chunks: dict[str, list] = {}
     for batch in batches:
@@ -137,10 +149,29 @@ def predict(model, batches: Batches, spec, device) -> dict[str, np.ndarray]:
     return {label: np.concatenate(parts) for label, parts in chunks.items()}
 
 
-def evaluate_split(model, dataset, spec, tc: TrainConfig, device) -> dict:
-    """Metrics per task on one encoded split; the main label's metrics also at the top level."""
-    batches = Batches(dataset, spec, tc.eval_batch_size, extra_columns=[GROUP_COLUMN])
-    probs = predict(model, batches, spec, device)
+def gather_predictions(probs: dict, rows: np.ndarray, size: int, info: DistInfo) -> dict:
+    """Every rank's predictions put back in split order, on every rank."""
+    if not info.distributed:
+        return probs
+    full = {}
+    for part_probs, part_rows in all_gather_objects((probs, rows), info):
+        for label, p in part_probs.items():
+            full.setdefault(label, np.zeros(size, dtype=p.dtype))[part_rows] = p
+    return full
+
+
+def evaluate_split(model, dataset, spec, tc: TrainConfig, device,
+                   info: DistInfo | None = None) -> dict:
+    """Metrics per task on one encoded split; the main label's metrics also at the top level.
+
+    Under DDP (``info`` with several ranks) each rank predicts its shard and the predictions
+    are gathered, so every rank computes the same metrics over the whole split.
+    """
+    info = info or DistInfo(0, 1, 0, device)
+    batches = Batches(dataset, spec, tc.eval_batch_size, extra_columns=[GROUP_COLUMN],
+                      rank=info.rank, world_size=info.world_size)
+    probs = gather_predictions(predict(model, batches, spec, device),
+                               batches.indices().numpy(), batches.size, info)
     tensors = batches.tensors
     groups = tensors[GROUP_COLUMN if GROUP_COLUMN in tensors else spec.user_field].numpy()
     out = {}
@@ -205,24 +236,37 @@ def train(cfg: dict, out_dir, resume: bool = True, prepared: Prepared | None = N
 
     Early stopping on the validation AUC of the main label; the best epoch's weights are
     evaluated on the test split and everything is written to ``results.json``.
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) the model is wrapped in DistributedDataParallel
+    (gloo on CPU, NCCL on GPU, one GPU per process), each rank trains on its own shard of
+    every epoch, validation/test predictions are gathered so metrics cover the whole split,
+    and only rank 0 writes files. ``out_dir`` must be visible to every rank (resume and the
+    final best-epoch evaluation read it).
     """
     tc = TrainConfig.from_dict(cfg.get("train"))
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     if tc.num_threads:
         torch.set_num_threads(tc.num_threads)
-    device = pick_device(tc.device)
+    info = init_distributed(device=None if tc.device == "auto" else tc.device)
+    device, main = info.device, info.is_main
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        prepared = prepared or prepare(cfg)  # rank 0 builds the Arrow cache, the others load it
+    barrier(info)
     prepared = prepared or prepare(cfg)
     spec = prepared.spec
-    (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    write_json(out / "encoder.json", encoder_state(prepared))
+    if main:
+        (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+        write_json(out / "encoder.json", encoder_state(prepared))
 
     torch.manual_seed(tc.seed)
     name, model = build(cfg, prepared, device)
     optimizers = make_optimizers(model, tc)
-    forward = torch.compile(model) if tc.compile else model
+    ddp_model = wrap_model(model, info, find_unused_parameters=tc.ddp_find_unused)
+    forward = torch.compile(ddp_model) if tc.compile else ddp_model
     train_batches = Batches(prepared.splits["train"], spec, tc.batch_size, shuffle=True,
-                            seed=tc.seed, pin_memory=device.type == "cuda")
+                            seed=tc.seed, pin_memory=device.type == "cuda", rank=info.rank,
+                            world_size=info.world_size)
 
     state = {"epoch": 0, "step": 0, "best_auc": -1.0, "best_epoch": 0, "bad_epochs": 0,
              "history": []}
@@ -234,7 +278,8 @@ def train(cfg: dict, out_dir, resume: bool = True, prepared: Prepared | None = N
             opt.load_state_dict(opt_state)
         torch.set_rng_state(ckpt["rng"])
         state = ckpt["state"]
-        log.info("resumed %s from epoch %d", last, state["epoch"])
+        if main:
+            log.info("resumed %s from epoch %d", last, state["epoch"])
 
     start = time.time()
     while state["epoch"] < tc.epochs and state["bad_epochs"] < tc.patience \
@@ -243,8 +288,8 @@ def train(cfg: dict, out_dir, resume: bool = True, prepared: Prepared | None = N
         train_batches.set_epoch(epoch)
         model.train()
         total, count = 0.0, 0
-        bar = tqdm(train_batches, desc=f"{name} epoch {epoch}", disable=not tc.progress,
-                   leave=False)
+        bar = tqdm(train_batches, desc=f"{name} epoch {epoch}",
+                   disable=not (tc.progress and main), leave=False)
         for batch in bar:
             batch = to_device(batch, device)
             with autocast(device):
@@ -260,39 +305,60 @@ def train(cfg: dict, out_dir, resume: bool = True, prepared: Prepared | None = N
                 bar.set_postfix(loss=f"{total / count:.4f}")
             if tc.max_steps is not None and state["step"] >= tc.max_steps:
                 break
-        val = evaluate_split(model, prepared.splits["val"], spec, tc, device)
-        state["history"].append({"epoch": epoch, "train_loss": total / max(count, 1),
+        train_loss = all_reduce_mean(total / max(count, 1), info)
+        val = evaluate_split(model, prepared.splits["val"], spec, tc, device, info)
+        state["history"].append({"epoch": epoch, "train_loss": train_loss,
                                  "val_auc": val["auc"], "val_gauc": val["gauc"],
                                  "val_logloss": val["logloss"]})
-        log.info("%s epoch %d: train loss %.4f, val AUC %.4f gAUC %.4f logloss %.4f", name,
-                 epoch, total / max(count, 1), val["auc"], val["gauc"], val["logloss"])
+        if main:
+            log.info("%s epoch %d: train loss %.4f, val AUC %.4f gAUC %.4f logloss %.4f", name,
+                     epoch, train_loss, val["auc"], val["gauc"], val["logloss"])
         if state["best_epoch"] == 0 or val["auc"] > state["best_auc"]:  # NaN AUC: keep epoch 1
             state.update(best_auc=val["auc"], best_epoch=epoch, bad_epochs=0)
-            save_checkpoint(out / "best.pt", {"model": model.state_dict(), "epoch": epoch})
+            if main:
+                save_checkpoint(out / "best.pt", {"model": model.state_dict(), "epoch": epoch})
         else:
             state["bad_epochs"] += 1
         state["epoch"] = epoch
-        save_checkpoint(last, {"model": model.state_dict(), "rng": torch.get_rng_state(),
-                               "optimizers": [o.state_dict() for o in optimizers],
-                               "state": state})
+        state = broadcast_object(state, info)  # every rank takes rank 0's stopping decision
+        if main:
+            save_checkpoint(last, {"model": model.state_dict(), "rng": torch.get_rng_state(),
+                                   "optimizers": [o.state_dict() for o in optimizers],
+                                   "state": state})
         if tc.stop_after_epochs is not None and epoch >= tc.stop_after_epochs:
-            log.info("stop_after_epochs=%d reached: stopping as if killed", epoch)
+            if main:
+                log.info("stop_after_epochs=%d reached: stopping as if killed", epoch)
+            barrier(info)
             return {"stopped_after_epoch": epoch}
 
+    digests = all_gather_objects(weights_digest(model), info)  # equal if DDP kept ranks in sync
+    barrier(info)  # rank 0 has written best.pt
     model.load_state_dict(load_checkpoint(out / "best.pt", device)["model"])
     results = {
         "model": name, "best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
         "steps": state["step"], "val": evaluate_split(model, prepared.splits["val"], spec, tc,
-                                                      device),
-        "test": evaluate_split(model, prepared.splits["test"], spec, tc, device),
+                                                      device, info),
+        "test": evaluate_split(model, prepared.splits["test"], spec, tc, device, info),
         "history": state["history"], "data": {k: prepared.stats.get(k) for k in
                                               ("rows", "oov", "label_rate", "dropped_rows",
                                                "ceiling", "source")},
-        "device": str(device), "seconds_this_process": round(time.time() - start, 2),
+        "device": str(device), "world_size": info.world_size, "final_weight_digests": digests,
+        "seconds_this_process": round(time.time() - start, 2),
         "parameters": sum(p.numel() for p in model.parameters()),
     }
-    write_json(out / "results.json", results)
+    if main:
+        write_json(out / "results.json", results)
+    barrier(info)
     return results
+
+
+def weights_digest(model) -> str:
+    """SHA-256 of every parameter and buffer, to check that DDP ranks hold identical weights."""
+    h = hashlib.sha256()
+    for name, value in model.state_dict().items():
+        h.update(name.encode())
+        h.update(value.detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()
 
 
 def encoder_state(prepared: Prepared) -> dict:

@@ -33,13 +33,16 @@ class DistInfo:
 def init_distributed(backend: str | None = None, device: str | None = None) -> DistInfo:
     """Join the process group torchrun describes in the environment; single-process otherwise.
 
-    `device` overrides the run-time choice (cuda:<local rank> if CUDA is available, else cpu).
+    `device` overrides the run-time choice (cuda:<local rank> if CUDA is available, else cpu);
+    a bare "cuda" also means cuda:<local rank>.
     """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if device is None:
-        device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":  # one GPU per process
+        device = f"cuda:{local_rank}"
     dev = torch.device(device)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
@@ -66,13 +69,9 @@ def shard_indices(num_rows: int, info: DistInfo, seed: int = 0, epoch: int = 0,
 
     Every rank gets the same number of rows so all ranks run the same number of steps.
     """
-    if shuffle:
-        order = torch.randperm(num_rows, generator=torch.Generator().manual_seed(seed + epoch))
-    else:
-        order = torch.arange(num_rows)
-    per_rank = -(-num_rows // info.world_size)
-    padded = torch.cat([order, order[: per_rank * info.world_size - num_rows]])
-    return padded[info.rank::info.world_size]
+    from recsys_lhuc.data.batches import shard_order
+
+    return shard_order(num_rows, info.rank, info.world_size, seed, epoch, shuffle)
 
 
 def all_reduce_mean(value: float | torch.Tensor, info: DistInfo) -> float:
@@ -82,6 +81,29 @@ def all_reduce_mean(value: float | torch.Tensor, info: DistInfo) -> float:
         dist.all_reduce(t)
         t /= info.world_size
     return float(t)
+
+
+def broadcast_object(obj, info: DistInfo):
+    """Rank 0's `obj` on every rank (a no-op with one process)."""
+    if not info.distributed:
+        return obj
+    holder = [obj]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
+def all_gather_objects(obj, info: DistInfo) -> list:
+    """[obj of rank 0, obj of rank 1, ...] on every rank."""
+    if not info.distributed:
+        return [obj]
+    out = [None] * info.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def barrier(info: DistInfo) -> None:
+    if info.distributed:
+        dist.barrier()
 
 
 def cleanup() -> None:

@@ -215,6 +215,9 @@ def summarise(found: dict, hp: dict, command: str) -> dict:
             payload[key] = found[key]
     if "loop_seconds" in found and found["batched_seconds"] > 0:
         payload["loop_over_batched_speedup"] = found["loop_seconds"] / found["batched_seconds"]
+        for key in ("loop_seconds", "batched_seconds"):
+            payload[key.replace("_seconds", "_seconds_per_speaker")] = (
+                found[key] / max(found["n_speakers"], 1))
     payload.update(
         corpus=hp["corpus"], n_speakers=found["n_speakers"], protocol=hp["protocol"],
         checkpoint={"si": hp.get("si_checkpoint"), "sat": hp.get("sat_checkpoint")},

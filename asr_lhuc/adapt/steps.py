@@ -49,6 +49,7 @@ def _accumulate(system, step, rows, cfg) -> float:
     """Backward the speaker-balanced loss of one step in chunks of `cfg.max_batch_utts`."""
     max_batch_utts = cfg.max_batch_utts
     items = [(spk, t) for spk, batch in step.items() for t in batch]
+    items.sort(key=lambda item: len(item[1].utt.wav))  # chunks of similar length: less padding
     total = 0.0
     for start in range(0, len(items), max_batch_utts):
         chunk = items[start: start + max_batch_utts]

@@ -7,6 +7,8 @@ Each (model, seed) run is a normal ``recsys_lhuc`` training run under ``--runs``
 reused, so a killed benchmark resumes where it stopped. A seed sets both the 8:1:1 split and the
 model initialisation. PEPNet on ML-100K trains two tasks (like, watch with sampled negatives, see
 recipes/ranking/ml100k_multitask.yaml); its like-metrics are on the same observed test rows.
+On the synthetic set ``dnn_wide`` is a DNN with a wider tower ([224, 56]) and about PPNet's
+parameter count, to tell the gates' effect from the extra parameters.
 """
 from __future__ import annotations
 
@@ -34,7 +36,10 @@ DATASETS = {
                            "adds watch negatives (1 sampled unrated item per rating) and is scored "
                            "on like over the same observed test rows"},
     "synthetic": {"config": RECIPES / "synthetic.yaml", "per_model": {},
-                  "model_sets": {"pepnet": ["model.domain_fields=[user_segment]"]},
+                  "extra_models": ["dnn_wide"],
+                  "model_sets": {"pepnet": ["model.domain_fields=[user_segment]"],
+                                 # a DNN with about PPNet's parameter count (wider tower)
+                                 "dnn_wide": ["model.name=dnn", "model.hidden=[224,56]"]},
                   "protocol": "synthetic heterogeneous users (recsys_lhuc.data.synthetic, "
                               "generator seed fixed), seeded random 8:1:1 split (seed = run seed); "
                               "ceiling = AUC of the true click probabilities on each test split"},
@@ -49,7 +54,7 @@ def run_one(dataset: str, model: str, seed: int, runs: Path, overrides: list[str
         return json.loads((out / "results.json").read_text())
     config = info["per_model"].get(model, info["config"])
     sets = [f"data.split.seed={seed}", f"train.seed={seed}", "train.progress=false", *overrides]
-    if model not in info["per_model"]:
+    if model not in info["per_model"] and model in MODELS:
         sets.append(f"model.name={model}")
     sets += info.get("model_sets", {}).get(model, [])
     cfg = load_config(config, sets)
@@ -90,13 +95,15 @@ def add_paired_deltas(models: dict, baseline: str) -> None:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", choices=sorted(DATASETS), default="ml100k")
-    parser.add_argument("--models", nargs="*", default=MODELS)
+    parser.add_argument("--models", nargs="*", default=None,
+                        help=f"default: {' '.join(MODELS)} (+ dnn_wide on synthetic)")
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--runs", default=str(ROOT / "exp" / "recsys_accuracy"))
     parser.add_argument("--out", default=None, help="JSON path (default results/recsys/...)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--set", nargs="*", default=[], help="config overrides for every run")
     args = parser.parse_args(argv)
+    args.models = args.models or MODELS + DATASETS[args.dataset].get("extra_models", [])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
     out_path = Path(args.out or ROOT / "results" / "recsys" / f"{args.dataset}.json")

@@ -48,18 +48,19 @@ def parse_args(argv=None) -> argparse.Namespace:
 def demo(args) -> None:
     from .train import load_config, train
 
-    rows = []
+    rows, ceiling = [], {}
     for name in args.models:
         cfg = load_config(args.config, [*args.set, f"model.name={name}"])
         res = train(cfg, Path(args.out) / name, resume=False)
-        rows.append((name, res["test"]["auc"], res["test"]["gauc"], res["test"]["logloss"]))
+        rows.append((name, res["test"]["auc"], res["test"]["gauc"], res["test"]["logloss"],
+                     res["parameters"]))
         ceiling = res["data"].get("ceiling") or {}
-    print(f"\n{'model':<12}{'test AUC':>10}{'gAUC':>10}{'logloss':>10}")
-    for name, auc, gauc, ll in rows:
-        print(f"{name:<12}{auc:>10.4f}{gauc:>10.4f}{ll:>10.4f}")
+    print(f"\n{'model':<12}{'test AUC':>10}{'gAUC':>10}{'logloss':>10}{'params':>10}")
+    for name, auc, gauc, ll, params in rows:
+        print(f"{name:<12}{auc:>10.4f}{gauc:>10.4f}{ll:>10.4f}{params:>10,}")
     if ceiling:
         print(f"{'ceiling':<12}{ceiling['auc']:>10.4f}{ceiling['gauc']:>10.4f}"
-              f"{ceiling['logloss']:>10.4f}   (Bayes-optimal: true click probabilities)")
+              f"{ceiling['logloss']:>10.4f}{'':>10}   (Bayes-optimal: true click probabilities)")
 
 
 def main(argv=None) -> int:

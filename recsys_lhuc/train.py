@@ -146,7 +146,7 @@ def predict(model, batches: Batches, spec, device) -> dict[str, np.ndarray]:
             logits = as_task_dict(model(to_device(batch, device)), spec)
         for label, z in logits.items():
             chunks.setdefault(label, []).append(torch.sigmoid(z.float()).cpu().numpy())
-    return {label: np.concatenate(parts) for label, parts in chunks.items()}
+    return {label: np.concatenate(parts) for label, parts in chunks.items()}  # {} if no rows
 
 
 def gather_predictions(probs: dict, rows: np.ndarray, size: int, info: DistInfo) -> dict:

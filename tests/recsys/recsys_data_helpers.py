@@ -12,7 +12,7 @@ SHARED = ROOT / ".." / "shared" / "data"
 TINY_SYNTHETIC = {
     "data": {"source": "synthetic",
              "synthetic": {"n_users": 150, "n_items": 60, "rows_per_user": 24, "n_groups": 4,
-                           "shared": 1.0, "seed": 1},
+                           "n_features": 4, "seed": 1},
              "split": {"protocol": "random", "fractions": [0.8, 0.1, 0.1], "seed": 0}},
     "spec": {"categorical": [{"name": "user_id", "embed_dim": 8},
                              {"name": "item_id", "embed_dim": 8},

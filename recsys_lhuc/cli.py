@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -42,6 +43,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     _add_config(p)
     p.add_argument("--out", default="exp/recsys_demo")
     p.add_argument("--models", nargs="*", default=["dnn", "ppnet"])
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (the models are "
+                   "small: one thread is as fast and does not stall on a busy machine)")
     return parser.parse_args(argv)
 
 
@@ -50,7 +53,8 @@ def demo(args) -> None:
 
     rows, ceiling = [], {}
     for name in args.models:
-        cfg = load_config(args.config, [*args.set, f"model.name={name}"])
+        cfg = load_config(args.config, [f"train.num_threads={args.threads}", *args.set,
+                                        f"model.name={name}"])
         res = train(cfg, Path(args.out) / name, resume=False)
         rows.append((name, res["test"]["auc"], res["test"]["gauc"], res["test"]["logloss"],
                      res["parameters"]))
@@ -74,11 +78,14 @@ def main(argv=None) -> int:
         print(json.dumps({"cache": str(prepared.cache_path), **prepared.stats}, indent=2,
                          default=str))
     elif args.command == "train":
+        from .distributed import cleanup
         from .train import load_config, train
 
         res = train(load_config(args.config, args.set), args.out, resume=not args.no_resume)
-        print(json.dumps({k: res[k] for k in ("model", "best_epoch", "test")
-                          if k in res} or res, indent=2, default=float))
+        cleanup()  # leave the torchrun process group cleanly (no-op for one process)
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(json.dumps({k: res[k] for k in ("model", "best_epoch", "test")
+                              if k in res} or res, indent=2, default=float))
     elif args.command == "evaluate":
         from .evaluate import evaluate
 

@@ -72,6 +72,7 @@ def attach_lhuc(model: nn.Module, config: LHUCConfig, example_inputs: tuple | No
         table = AmplitudeTable(config.num_ids, widths[name], config.reparam,
                                config.sat_gamma, config.sat_level).to(device)
         table.channel_axis, table.position = axes[name], config.position
+        table.train(module.training)  # an eval-mode model must not start sampling SAT rows
         module.add_module(TABLE, table)
         if config.position == "output":
             module.register_forward_hook(_output_hook)

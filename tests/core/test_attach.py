@@ -132,3 +132,12 @@ def test_speechbrain_conformer_unchanged_at_init():
     lhuc.attach_lhuc(enc, config)
     with lhuc.identities(enc, torch.tensor([0, 1, -1])):
         assert torch.allclose(enc(x)[0], before, atol=1e-6)
+
+
+def test_tables_follow_the_mode_of_an_eval_model():
+    model = mlp().eval()
+    lhuc.attach_lhuc(model, lhuc.LHUCConfig(num_ids=2, target_classes=(nn.Linear,),
+                                            sat_gamma=1.0))
+    assert not any(t.training for t in lhuc.lhuc_tables(model).values())
+    model.train()
+    assert all(t.training for t in lhuc.lhuc_tables(model).values())

@@ -62,6 +62,8 @@ class AmplitudeTable(nn.Module):
         if ids.numel() and int(ids.max()) >= self.num_ids:
             raise IndexError(f"identity id {int(ids.max())} >= num_ids {self.num_ids}: add rows "
                              "with add_ids() for new identities, or pass -1 for the SI row")
+        if self.num_ids == 0:  # an SI-only table (e.g. before any speaker is added)
+            return self.si.expand(ids.shape[0], -1)
         known = (ids >= 0).unsqueeze(1)
         return torch.where(known, self.rows[ids.clamp(min=0)], self.si)
 

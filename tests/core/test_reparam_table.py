@@ -129,3 +129,12 @@ def test_sat_never_happens_in_eval_mode(level):
     with torch.no_grad():
         table.rows.fill_(2.0)
     assert (table(torch.ones(8, 5, 2), torch.arange(8) % 4) == 2.0).all()
+
+
+def test_si_only_table_serves_unknown_ids():
+    table = AmplitudeTable(0, 3, reparam="identity")
+    with torch.no_grad():
+        table.si.fill_(2.0)
+    assert torch.equal(table(torch.ones(2, 3), torch.tensor([-1, -1])), torch.full((2, 3), 2.0))
+    with pytest.raises(IndexError):
+        table(torch.ones(1, 3), torch.tensor([0]))

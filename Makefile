@@ -19,6 +19,8 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	OMP_NUM_THREADS=2 $(PY) examples/core_example.py
+	# Ranking: DNN and PPNet on the synthetic default, next to its Bayes-optimal AUC.
+	OMP_NUM_THREADS=2 $(PY) -m recsys_lhuc demo
 	# ASR: a SAT-LHUC model on the synthetic corpus (fine-tuned from the committed SI model),
 	# then unsupervised LHUC adaptation of its held-out speakers: the WER table.
 	OMP_NUM_THREADS=2 $(PY) recipes/Synthetic/ASR/CTC/train.py \
@@ -26,8 +28,6 @@ demo: $(STAMP)
 	OMP_NUM_THREADS=2 $(PY) recipes/Synthetic/ASR/CTC/adapt.py \
 	    recipes/Synthetic/ASR/CTC/hparams/adapt_demo.yaml \
 	    --si_checkpoint recipes/Synthetic/ASR/CTC/pretrained/si.pt
-	# Ranking: DNN and PPNet on the synthetic default, next to its Bayes-optimal AUC.
-	OMP_NUM_THREADS=2 $(PY) -m recsys_lhuc demo
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

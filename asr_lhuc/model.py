@@ -96,7 +96,6 @@ class CTCAcousticModel(nn.Module):
                               reparam=reparam, sat_gamma=sat_gamma, sat_level=sat_level)
         example = torch.zeros(1, 30, self.config["n_mels"], device=self.ctc_lin.w.weight.device)
         lhuc.attach_lhuc(self.encoder, cfg, example_inputs=(example,))
-        self.train(self.training)  # new tables start in training mode: match the model's mode
         self.lhuc_config = dict(target_modules=list(target_modules), sat_gamma=sat_gamma,
                                 sat_level=sat_level, reparam=reparam)
 

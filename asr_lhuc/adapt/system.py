@@ -26,10 +26,6 @@ class AsrSystem:
         if not lhuc.lhuc_tables(model):
             raise ValueError("the model has no LHUC attached: attach it (SI models too) before "
                              "adaptation, e.g. with the recipe's lhuc target list")
-        if next(iter(lhuc.lhuc_tables(model).values())).num_ids == 0:
-            # lhuc.AmplitudeTable.raw indexes `rows` even for SI ids; an empty table fails, so
-            # give it one placeholder row that no speaker uses.
-            lhuc.add_identities(model, 1)
         self.device = torch.device(device) if device else self.default_device()
         self.model = model.to(self.device)
         self.text_encoder = text_encoder

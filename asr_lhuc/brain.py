@@ -79,13 +79,13 @@ class LHUCCTCBrain(sb.Brain):
     def compute_forward(self, batch, stage):
         batch = batch.to(self.device)
         wavs, wav_lens = batch.sig
-        augment = None
+        augment, utt_ids = None, batch.id  # ids: a frozen front end's features are cached
         if stage == sb.Stage.TRAIN:
             if getattr(self.hparams, "speed_perturb", None) is not None:
-                wavs = self.hparams.speed_perturb(wavs)
+                wavs, utt_ids = self.hparams.speed_perturb(wavs), None
             augment = getattr(self.hparams, "spec_augment", None)
         lhuc.set_identities(self.model, self.speaker_ids(batch, stage))
-        return self.modules.model(wavs, wav_lens, feature_augment=augment)
+        return self.modules.model(wavs, wav_lens, feature_augment=augment, utt_ids=utt_ids)
 
     def compute_objectives(self, predictions, batch, stage):
         log_probs, rel_lens = predictions

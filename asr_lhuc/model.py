@@ -1,4 +1,8 @@
-"""The CTC acoustic model: Fbank -> input normalisation -> SpeechBrain CRDNN encoder -> CTC head.
+"""The CTC acoustic model: front end -> input normalisation -> SpeechBrain CRDNN -> CTC head.
+
+The front end is Fbank (``frontend="fbank"``, a model trained from scratch) or a frozen,
+pretrained Whisper encoder (``frontend="whisper"``; `asr_lhuc.whisper`), whose 50 Hz output the
+CRDNN (usually without CNN blocks) turns into characters.
 
 LHUC is not part of the model code: `attach_speaker_lhuc` puts `lhuc` amplitude tables on named
 encoder layers (a YAML list such as ``["DNN.block_0.act", "DNN.block_1.act"]``), and the batch's
@@ -32,6 +36,10 @@ class CTCAcousticModel(nn.Module):
     rnn_class, rnn_layers, rnn_neurons, rnn_bidirectional : the recurrent layers.
     dnn_blocks, dnn_neurons : the Linear/BatchNorm/LeakyReLU blocks LHUC usually targets.
     dropout : dropout everywhere in the encoder.
+    frontend : "fbank" or "whisper" (a frozen pretrained Whisper encoder; n_mels is then unused).
+    whisper_model : which Whisper ("base", "tiny.en" or a CTranslate2 model folder).
+    feature_cache_dir : where the Whisper features of each utterance id are kept (None: memory).
+    projection_dim : CRDNN's linear projection before the RNN (-1: none).
 
     ``self.config`` keeps these arguments so that `asr_lhuc.pretrained` can rebuild the model.
     """
@@ -41,7 +49,8 @@ class CTCAcousticModel(nn.Module):
                  time_pooling_size: int = 1,
                  rnn_class: str = "lstm", rnn_layers: int = 2, rnn_neurons: int = 256,
                  rnn_bidirectional: bool = True, dnn_blocks: int = 2, dnn_neurons: int = 256,
-                 dropout: float = 0.15):
+                 dropout: float = 0.15, frontend: str = "fbank", whisper_model: str = "base",
+                 feature_cache_dir: str | None = None, projection_dim: int = -1):
         super().__init__()
         self.config = dict(
             n_tokens=n_tokens, n_mels=n_mels, sample_rate=sample_rate, cnn_blocks=cnn_blocks,
@@ -49,41 +58,59 @@ class CTCAcousticModel(nn.Module):
             time_pooling_size=time_pooling_size,
             rnn_class=rnn_class, rnn_layers=rnn_layers, rnn_neurons=rnn_neurons,
             rnn_bidirectional=rnn_bidirectional, dnn_blocks=dnn_blocks, dnn_neurons=dnn_neurons,
-            dropout=dropout,
+            dropout=dropout, frontend=frontend, whisper_model=whisper_model,
+            feature_cache_dir=feature_cache_dir, projection_dim=projection_dim,
         )
         self.lhuc_config: dict | None = None
         self.frozen = False
-        self.compute_features = Fbank(sample_rate=sample_rate, n_mels=n_mels)
+        if frontend == "fbank":
+            self.compute_features = Fbank(sample_rate=sample_rate, n_mels=n_mels)
+            self.feature_dim = n_mels
+        elif frontend == "whisper":
+            from .whisper import WhisperFrontend  # needs the `whisper` extra's weights
+            self.compute_features = WhisperFrontend(whisper_model, feature_cache_dir)
+            self.feature_dim = self.compute_features.dim
+        else:
+            raise ValueError(f"frontend must be 'fbank' or 'whisper', got {frontend!r}")
         # epoch=None in forward: the global statistics update whenever the model trains.
         self.normalize = InputNormalization(norm_type="global", update_until_epoch=None)
         self.encoder = CRDNN(
-            input_shape=[None, None, n_mels], activation=nn.LeakyReLU, dropout=dropout,
+            input_shape=[None, None, self.feature_dim], activation=nn.LeakyReLU, dropout=dropout,
             cnn_blocks=cnn_blocks, cnn_channels=list(cnn_channels), cnn_kernelsize=(3, 3),
             using_2d_pooling=cnn_2d_pooling,
             time_pooling=time_pooling_size > 1, time_pooling_size=max(time_pooling_size, 1),
             rnn_class=RNN_CLASSES[rnn_class], rnn_layers=rnn_layers, rnn_neurons=rnn_neurons,
             rnn_bidirectional=rnn_bidirectional, dnn_blocks=dnn_blocks, dnn_neurons=dnn_neurons,
+            projection_dim=projection_dim,
         )
         enc_dim = dnn_neurons if dnn_blocks > 0 else rnn_neurons * (1 + rnn_bidirectional)
         self.ctc_lin = sb.nnet.linear.Linear(input_size=enc_dim, n_neurons=n_tokens)
 
-    def features(self, wavs: torch.Tensor, wav_lens: torch.Tensor) -> torch.Tensor:
-        """Normalised Fbank features (B, T, n_mels); statistics update only in training mode."""
+    def features(self, wavs: torch.Tensor, wav_lens: torch.Tensor,
+                 utt_ids: list[str] | None = None) -> torch.Tensor:
+        """Normalised features (B, T, feature_dim); statistics update only in training mode.
+
+        `utt_ids` lets the Whisper front end reuse each utterance's cached output; pass them
+        only when the waveforms are the utterances' own (no speed perturbation)."""
         with torch.autocast(wavs.device.type, enabled=False):
-            feats = self.compute_features(wavs.float())
+            if self.config["frontend"] == "whisper":
+                feats = self.compute_features(wavs.float(), wav_lens, utt_ids)
+            else:
+                feats = self.compute_features(wavs.float())
         return self.normalize(feats, wav_lens)
 
     def encode(self, feats: torch.Tensor) -> torch.Tensor:
         """CTC log-probabilities (B, T', n_tokens) from normalised features."""
         return self.ctc_lin(self.encoder(feats)).log_softmax(dim=-1)
 
-    def forward(self, wavs: torch.Tensor, wav_lens: torch.Tensor, feature_augment=None):
+    def forward(self, wavs: torch.Tensor, wav_lens: torch.Tensor, feature_augment=None,
+                utt_ids: list[str] | None = None):
         """Return (log_probs (B, T', V), relative lengths (B,)) for a padded batch of waveforms.
 
         `feature_augment` (e.g. SpecAugment-style masking) is applied to the normalised features
         in training. Subsampling keeps relative lengths, so `wav_lens` is also the output's.
         """
-        feats = self.features(wavs, wav_lens)
+        feats = self.features(wavs, wav_lens, utt_ids)
         if feature_augment is not None and self.training:
             feats = feature_augment(feats)
         return self.encode(feats), wav_lens
@@ -94,7 +121,7 @@ class CTCAcousticModel(nn.Module):
         """Attach per-speaker LHUC tables (plus the SI row) to the named encoder layers."""
         cfg = lhuc.LHUCConfig(num_ids=num_speakers, target_modules=list(target_modules),
                               reparam=reparam, sat_gamma=sat_gamma, sat_level=sat_level)
-        example = torch.zeros(1, 30, self.config["n_mels"], device=self.ctc_lin.w.weight.device)
+        example = torch.zeros(1, 30, self.feature_dim, device=self.ctc_lin.w.weight.device)
         lhuc.attach_lhuc(self.encoder, cfg, example_inputs=(example,))
         self.lhuc_config = dict(target_modules=list(target_modules), sat_gamma=sat_gamma,
                                 sat_level=sat_level, reparam=reparam)

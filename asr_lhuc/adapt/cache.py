@@ -36,7 +36,8 @@ class PrefixCache:
         """(T', D) prefix output of one utterance (computed once)."""
         if utt.id not in self.store:
             wav = utt.wav.to(device).unsqueeze(0)
-            h = _run(self.prefix_layers, self.model.features(wav, torch.ones(1, device=device)))
+            ones = torch.ones(1, device=device)
+            h = _run(self.prefix_layers, self.model.features(wav, ones, utt_ids=[utt.id]))
             self.store[utt.id] = h[0].cpu()
         return self.store[utt.id]
 

@@ -1,0 +1,126 @@
+"""Whisper's audio encoder in PyTorch, with weights read from a CTranslate2 conversion.
+
+Whisper (Radford et al., 2022) turns 16 kHz audio into 80 log-mel channels every 10 ms, two
+convolutions (the second halves the frame rate to 50 Hz), sinusoidal positions and pre-norm
+Transformer blocks. Whisper pads every input to 30 s; here an utterance is encoded at its own
+length (the positions are cut to it), which is much cheaper for 2-10 s utterances and keeps
+the features of one utterance independent of its batch.
+"""
+
+import re
+
+import torch
+import torchaudio
+from torch import nn
+from torch.nn import functional as F
+
+from .ct2_reader import read_ct2_variables
+
+SAMPLE_RATE, N_FFT, HOP = 16000, 400, 160
+MAX_FRAMES = 1500  # encoder positions: 30 s at 50 Hz
+
+
+class LogMel(nn.Module):
+    """Whisper's log-mel features (T, n_mels) of one unpadded waveform."""
+
+    def __init__(self, n_mels: int = 80):
+        super().__init__()
+        filters = torchaudio.functional.melscale_fbanks(
+            N_FFT // 2 + 1, 0.0, SAMPLE_RATE / 2, n_mels, SAMPLE_RATE, norm="slaney",
+            mel_scale="slaney")
+        self.register_buffer("filters", filters.T.contiguous(), persistent=False)
+        self.register_buffer("window", torch.hann_window(N_FFT), persistent=False)
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        stft = torch.stft(wav.float(), N_FFT, HOP, window=self.window, return_complex=True)
+        power = stft[..., :-1].abs() ** 2
+        log_spec = (self.filters @ power).clamp(min=1e-10).log10()
+        log_spec = torch.maximum(log_spec, log_spec.max() - 8.0)  # 80 dB dynamic range
+        return ((log_spec + 4.0) / 4.0).T
+
+
+class EncoderBlock(nn.Module):
+    """Pre-norm self-attention + GELU MLP, as in Whisper."""
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.attn_norm = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.out = nn.Linear(dim, dim)
+        self.mlp_norm = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+
+    def forward(self, x: torch.Tensor, key_padding: torch.Tensor | None = None) -> torch.Tensor:
+        b, t, d = x.shape
+        q, k, v = (self.qkv(self.attn_norm(x))
+                   .view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4))
+        mask = None if key_padding is None else ~key_padding[:, None, None, :]
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        x = x + self.out(a.transpose(1, 2).reshape(b, t, d))
+        return x + self.mlp(self.mlp_norm(x))
+
+
+class WhisperEncoder(nn.Module):
+    """log-mel -> conv(3) -> GELU -> conv(3, stride 2) -> GELU -> + positions -> blocks -> norm.
+
+    `forward(mels (B, T, n_mels), lengths (B,) in mel frames)` -> (B, ceil(T/2), dim).
+    """
+
+    def __init__(self, n_mels: int, dim: int, heads: int, layers: int):
+        super().__init__()
+        self.dim = dim
+        self.conv1 = nn.Conv1d(n_mels, dim, 3, padding=1)
+        self.conv2 = nn.Conv1d(dim, dim, 3, stride=2, padding=1)
+        self.register_buffer("positions", torch.zeros(MAX_FRAMES, dim))
+        self.blocks = nn.ModuleList(EncoderBlock(dim, heads) for _ in range(layers))
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, mels: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        x = F.gelu(self.conv1(mels.transpose(1, 2)))
+        x = F.gelu(self.conv2(x)).transpose(1, 2)
+        if x.shape[1] > MAX_FRAMES:
+            raise ValueError(f"{x.shape[1]} encoder frames exceed Whisper's {MAX_FRAMES} (30 s): "
+                             "encode long audio in 30 s chunks")
+        x = x + self.positions[: x.shape[1]]
+        padding = None
+        if lengths is not None:
+            frames = (lengths + 1) // 2
+            padding = torch.arange(x.shape[1], device=x.device)[None, :] >= frames[:, None]
+        for block in self.blocks:
+            x = block(x, padding)
+        return self.norm(x)
+
+    @classmethod
+    def from_ct2(cls, model_bin: str) -> "WhisperEncoder":
+        """Build and load the encoder of a CTranslate2 Whisper ``model.bin``."""
+        spec, v = read_ct2_variables(model_bin, prefix="encoder/")
+        if spec != "WhisperSpec":
+            raise ValueError(f"{model_bin} holds a {spec}, not a Whisper model")
+        dim, n_mels = v["encoder/conv1/weight"].shape[:2]
+        layers = len({k.split("/")[1] for k in v if re.match(r"encoder/layer_\d+/", k)})
+        heads = int(v["encoder/num_heads"]) if "encoder/num_heads" in v else dim // 64
+        encoder = cls(n_mels, dim, heads, layers)
+        encoder.load_state_dict(_rename(v, layers), strict=True)
+        return encoder.eval()
+
+
+def _rename(v: dict, layers: int) -> dict:
+    """CTranslate2 variable names -> this module's state dict (float32)."""
+    names = {"conv1.weight": "conv1/weight", "conv1.bias": "conv1/bias",
+             "conv2.weight": "conv2/weight", "conv2.bias": "conv2/bias",
+             "positions": "position_encodings/encodings",
+             "norm.weight": "layer_norm/gamma", "norm.bias": "layer_norm/beta"}
+    per_layer = {"attn_norm.weight": "self_attention/layer_norm/gamma",
+                 "attn_norm.bias": "self_attention/layer_norm/beta",
+                 "qkv.weight": "self_attention/linear_0/weight",
+                 "qkv.bias": "self_attention/linear_0/bias",
+                 "out.weight": "self_attention/linear_1/weight",
+                 "out.bias": "self_attention/linear_1/bias",
+                 "mlp_norm.weight": "ffn/layer_norm/gamma", "mlp_norm.bias": "ffn/layer_norm/beta",
+                 "mlp.0.weight": "ffn/linear_0/weight", "mlp.0.bias": "ffn/linear_0/bias",
+                 "mlp.2.weight": "ffn/linear_1/weight", "mlp.2.bias": "ffn/linear_1/bias"}
+    for i in range(layers):
+        names.update({f"blocks.{i}.{ours}": f"layer_{i}/{theirs}"
+                      for ours, theirs in per_layer.items()})
+    return {ours: v[f"encoder/{theirs}"].float() for ours, theirs in names.items()}

@@ -1,0 +1,86 @@
+"""A frozen Whisper encoder as the acoustic front end of the CTC model, with a feature cache.
+
+The encoder is pretrained on 680k hours, so a small CTC encoder on top of its output learns from
+a few hours of speech what a from-scratch model cannot. It is frozen: its weights are kept out
+of `parameters()` and the state dict (checkpoints stay small; the weights are re-read from the
+package) and it always runs in eval mode without gradients. Because it is frozen, its output
+per utterance never changes, so it is computed once per utterance id and kept in memory and, with
+`cache_dir`, on disk (shared by runs and resumed jobs, written atomically).
+"""
+
+import re
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .bundled import whisper_model_bin
+from .encoder import HOP, MAX_FRAMES, LogMel, WhisperEncoder
+
+CHUNK_SAMPLES = 2 * MAX_FRAMES * HOP  # 30 s
+
+
+class WhisperFrontend(nn.Module):
+    """`forward(wavs (B, S), wav_lens (B,) relative, ids=None)` -> (B, T, dim) at 50 Hz."""
+
+    def __init__(self, model: str = "base", cache_dir: str | None = None):
+        super().__init__()
+        self.model_name = model
+        encoder = WhisperEncoder.from_ct2(str(whisper_model_bin(model))).requires_grad_(False)
+        self.__dict__["encoder"] = encoder  # not a submodule: not trained, not saved
+        self.log_mel = LogMel(encoder.conv1.in_channels)
+        self.dim = encoder.dim
+        tag = _safe(Path(model).name or model)
+        self.cache_dir = Path(cache_dir) / f"whisper-{tag}" if cache_dir else None
+        self.memory: dict[str, torch.Tensor] = {}
+
+    @torch.no_grad()
+    def encode_one(self, wav: torch.Tensor) -> torch.Tensor:
+        """(T, dim) features of one unpadded waveform; audio over 30 s goes in 30 s chunks."""
+        if self.encoder.conv1.weight.device != wav.device:
+            self.encoder.to(wav.device)
+        pieces = [wav[s: s + CHUNK_SAMPLES] for s in range(0, wav.shape[0], CHUNK_SAMPLES)]
+        pieces = [p for p in pieces if p.shape[0] >= N_MIN_SAMPLES] or [wav]
+        return torch.cat([self.encoder(self.log_mel(p)[None])[0] for p in pieces])
+
+    def cache_path(self, utt_id: str) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        return self.cache_dir / (_safe(utt_id) + ".pt")
+
+    def cached(self, utt_id: str | None, wav: torch.Tensor) -> torch.Tensor:
+        """Features of utterance `utt_id` (computed from `wav` the first time only)."""
+        if utt_id is None:
+            return self.encode_one(wav)
+        if utt_id not in self.memory:
+            path = self.cache_path(utt_id)
+            if path is not None and path.is_file():
+                feats = torch.load(path, map_location="cpu", weights_only=True)
+            else:
+                feats = self.encode_one(wav).half().cpu()
+                if path is not None:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = path.with_name(path.name + ".part")
+                    torch.save(feats, tmp)
+                    tmp.replace(path)
+            self.memory[utt_id] = feats
+        return self.memory[utt_id].to(wav.device, torch.float32)
+
+    def forward(self, wavs: torch.Tensor, wav_lens: torch.Tensor, ids=None) -> torch.Tensor:
+        samples = torch.round(wav_lens * wavs.shape[1]).long().tolist()
+        ids = list(ids) if ids is not None else [None] * len(samples)
+        feats = [self.cached(i, wavs[b, :n]) for b, (i, n) in enumerate(zip(ids, samples))]
+        return nn.utils.rnn.pad_sequence(feats, batch_first=True)
+
+    def _apply(self, fn, *args, **kwargs):
+        # .to(device) / .half() of the model also reach the hidden encoder.
+        self.__dict__["encoder"] = self.encoder._apply(fn, *args, **kwargs)
+        return super()._apply(fn, *args, **kwargs)
+
+
+N_MIN_SAMPLES = 4 * HOP  # a trailing chunk shorter than 40 ms is dropped
+
+
+def _safe(name: str) -> str:
+    """A file name for an utterance id or model name."""
+    return re.sub(r"[^\w.-]", "_", name)

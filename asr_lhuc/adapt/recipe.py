@@ -22,7 +22,9 @@ import speechbrain as sb
 import torch
 from hyperpyyaml import load_hyperpyyaml
 
+from asr_lhuc.data import read_manifest
 from asr_lhuc.decode import make_beam_searcher
+from asr_lhuc.lm import write_arpa
 from asr_lhuc.pretrained import load_pretrained
 
 from .adapters import save_speaker_adapters
@@ -58,6 +60,20 @@ class Models:
                              f"got {lexicon!r}")
         self.lexicon = Lexicon.from_manifest(hp["lexicon_csv"]) if lexicon else None
         self.snap_outputs = lexicon == "targets_and_output"
+        self.lm_path = self._training_lm()
+
+    def _training_lm(self) -> str | None:
+        """ARPA word n-gram (``lm_order`` > 0) from the transcripts of ``lexicon_csv`` (the
+        training set) for beam search in both passes; None without one."""
+        order = self.hp.get("lm_order", 0) or 0
+        if order <= 0:
+            return None
+        if self.hp.get("beam_size", 1) <= 1:
+            raise ValueError("lm_order > 0 needs beam_size > 1 (the LM is used in beam search)")
+        sentences = [row["wrd"] for row in read_manifest(self.hp["lexicon_csv"])]
+        path = Path(self.hp["output_folder"]) / f"lm_train_{order}gram.arpa"
+        write_arpa(path, sentences, order)
+        return str(path)
 
     def fresh(self, kind: str, lhuc_targets=None, reparam=None) -> AsrSystem:
         path = self.hp["si_checkpoint" if kind == "si" else "sat_checkpoint"]
@@ -76,7 +92,10 @@ class Models:
         elif not model.has_lhuc:
             raise ValueError(f"{path} has no LHUC tables: give a SAT-LHUC checkpoint")
         beam = self.hp.get("beam_size", 1)
-        searcher = make_beam_searcher(encoder, beam_size=beam) if beam > 1 else None
+        searcher = make_beam_searcher(
+            encoder, beam_size=beam, kenlm_model_path=self.lm_path,
+            alpha=self.hp.get("lm_alpha", 0.5), beta=self.hp.get("lm_beta", 1.0),
+        ) if beam > 1 else None
         system = AsrSystem(model, encoder, searcher=searcher,
                            cache=self.hp.get("cache_prefix", True), lexicon=self.lexicon,
                            snap_outputs=self.snap_outputs)
@@ -221,7 +240,8 @@ def summarise(found: dict, hp: dict, command: str) -> dict:
     payload.update(
         corpus=hp["corpus"], n_speakers=found["n_speakers"], protocol=hp["protocol"],
         checkpoint={"si": hp.get("si_checkpoint"), "sat": hp.get("sat_checkpoint")},
-        beam_size=hp.get("beam_size", 1), lexicon=hp.get("lexicon"),
+        beam_size=hp.get("beam_size", 1), lm_order=hp.get("lm_order", 0),
+        lm_alpha=hp.get("lm_alpha"), lm_beta=hp.get("lm_beta"), lexicon=hp.get("lexicon"),
         lexicon_csv=hp.get("lexicon_csv"),
         adapt_config=found["adapt_config"], lhuc_targets_si=hp.get("lhuc_targets"),
         device=found["device"], threads=torch.get_num_threads(), command=command,

@@ -349,3 +349,15 @@ def test_lexicon_snaps_targets_to_training_words(corpus, trained):
         for t in items:
             assert t.text == lexicon.correct(raw[spk][[u.id for u in corpus["test"][spk]]
                                                       .index(t.utt.id)])
+
+
+def test_training_lm_for_beam_search_passes(corpus, tmp_path):
+    from asr_lhuc.adapt.recipe import Models
+
+    hp = {"lexicon_csv": str(corpus["root"] / "fsdd" / "train.csv"), "lm_order": 2,
+          "beam_size": 1, "output_folder": str(tmp_path)}
+    with pytest.raises(ValueError, match="needs beam_size > 1"):
+        Models(hp)
+    models = Models({**hp, "beam_size": 4})
+    arpa = Path(models.lm_path).read_text()
+    assert "\\2-grams:" in arpa and " ZERO" in arpa  # FSDD's training words

@@ -13,7 +13,10 @@ class AdaptConfig:
         epochs: passes over each speaker's adaptation utterances.
         batch_size: utterances of one speaker per update step.
         max_batch_utts: utterances per forward pass (a step larger than this is accumulated).
-        targets: "first_pass" (unsupervised: the decoded hypotheses) or "oracle" (transcripts).
+        targets: "first_pass" (unsupervised: the decoded hypotheses), "oracle" (transcripts),
+            or "external" (unsupervised: another recogniser's hypotheses, `hypotheses_file`).
+        hypotheses_file: JSON {utterance id: text} for targets "external" (e.g. written by
+            benchmarks/whisper_reference_wer.py); utterances missing from it count as empty.
         target_noise: with oracle targets, replace this fraction of characters by random
             letters (seeded): targets of a known error rate, to measure how good a first pass
             must be for adaptation to pay off.
@@ -35,6 +38,7 @@ class AdaptConfig:
     batch_size: int = 8
     max_batch_utts: int = 64
     targets: str = "first_pass"
+    hypotheses_file: str | None = None
     target_noise: float = 0.0
     loss: str = "ctc"
     min_confidence: float = 0.0
@@ -48,11 +52,14 @@ class AdaptConfig:
     def __post_init__(self):
         if self.optimizer not in ("adam", "sgd"):
             raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
-        if self.targets not in ("first_pass", "oracle"):
-            raise ValueError(f"targets must be 'first_pass' or 'oracle', got {self.targets!r}")
+        if self.targets not in ("first_pass", "oracle", "external"):
+            raise ValueError("targets must be 'first_pass', 'oracle' or 'external', "
+                             f"got {self.targets!r}")
+        if self.targets == "external" and not self.hypotheses_file:
+            raise ValueError("targets 'external' needs hypotheses_file (JSON: utt id -> text)")
         if self.loss not in ("ctc", "frame_ce"):
             raise ValueError(f"loss must be 'ctc' or 'frame_ce', got {self.loss!r}")
-        if self.loss == "frame_ce" and self.targets == "oracle":
+        if self.loss == "frame_ce" and self.targets != "first_pass":
             raise ValueError("loss frame_ce needs first-pass targets (no alignment of transcripts)")
         if not 0.0 < self.top_fraction <= 1.0:
             raise ValueError(f"top_fraction must lie in (0, 1], got {self.top_fraction}")

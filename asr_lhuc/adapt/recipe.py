@@ -4,6 +4,9 @@ Systems (any subset, in the YAML's ``systems`` list):
   si              the SI model, SI row (first pass; LHUC attached but at amplitude 1)
   si_lhuc         the SI model + unsupervised LHUC from its own first pass
   si_lhuc_oracle  the SI model + LHUC with the true transcripts as targets (upper bound)
+  si_lhuc_external, sat_lhuc_external
+                  LHUC with another recogniser's hypotheses as targets (``hypotheses_file``:
+                  still unsupervised, but the first pass is not the adapted model's own)
   si_lhuc_online  utterance n decoded with the row learned on 1..n-1 (SI first pass)
   sat_si_mode     the SAT-LHUC model decoded with its SI row
   sat_lhuc        the SAT-LHUC model + unsupervised LHUC from its SI-mode first pass
@@ -124,6 +127,10 @@ def run_system(name: str, models: Models, data: dict, cfg: AdaptConfig, hp: dict
         return result
     if name == "si_lhuc_oracle":
         cfg = cfg.replace(targets="oracle")
+    elif name.endswith("_external"):
+        if not hp.get("hypotheses_file"):
+            raise ValueError(f"system {name} needs hypotheses_file in the YAML")
+        cfg = cfg.replace(targets="external", hypotheses_file=hp["hypotheses_file"])
     elif name == "sat_lhuc":
         cfg = cfg.replace(row_init=sat_row_init or hp.get("sat_row_init", cfg.row_init))
     info = adapt_speakers(system, adapt_set, cfg, mode, show_progress=True)
@@ -221,7 +228,8 @@ def summarise(found: dict, hp: dict, command: str) -> dict:
         payload["best_unsupervised"] = best
     payload["relative_wer_reduction"] = {
         f"{b}->{a}": relative_reduction(systems[b]["wer"], systems[a]["wer"])
-        for a, b in [*UNSUPERVISED.items(), ("si_lhuc_oracle", "si"), ("si_lhuc_online", "si")]
+        for a, b in [*UNSUPERVISED.items(), ("si_lhuc_oracle", "si"), ("si_lhuc_online", "si"),
+                     ("si_lhuc_external", "si"), ("sat_lhuc_external", "sat_si_mode")]
         if a in systems and b in systems}
     payload["per_speaker_wer"] = {n: r["per_speaker"] for n, r in systems.items()}
     payload["groups_wer"] = {n: r["groups"] for n, r in systems.items() if r["groups"]}
@@ -256,7 +264,8 @@ def plots(found: dict, out: Path, corpus: str, prefix: str = "") -> list[str]:
     made = []
     systems = found["systems"]
     for after, before in [*UNSUPERVISED.items(), ("si_lhuc_oracle", "si"),
-                          ("si_lhuc_online", "si")]:
+                          ("si_lhuc_online", "si"), ("si_lhuc_external", "si"),
+                          ("sat_lhuc_external", "sat_si_mode")]:
         if after in systems and before in systems:
             png = out / f"{prefix}speakers_{after}.png"
             plot_speakers(systems[before]["per_speaker"], systems[after]["per_speaker"], png,

@@ -1,11 +1,14 @@
 """Adaptation targets: first-pass hypotheses (or transcripts, for the oracle) and confidence
 filtering. Speakers left with nothing usable are reported, never an error."""
 
+import json
 import random
 import string
 from dataclasses import dataclass, field
 
 import torch
+
+from asr_lhuc.data import normalize_text
 
 from .config import AdaptConfig
 from .system import AsrSystem
@@ -46,9 +49,14 @@ def make_targets(system: AsrSystem, speakers: dict[str, list[SpeakerUtterance]],
     `cfg.top_fraction` of each speaker (rounded up).
     """
     targets, report = {}, TargetReport()
+    external = load_hypotheses(cfg.hypotheses_file) if cfg.targets == "external" else None
     for spk, utts in speakers.items():
+        row = None
         if cfg.targets == "oracle":
             texts = [corrupt(u.text, cfg.target_noise, f"{cfg.seed}/{u.id}") for u in utts]
+            confs = [1.0] * len(utts)
+        elif external is not None:
+            texts = [normalize_text(external.get(u.id, "")) for u in utts]
             confs = [1.0] * len(utts)
         else:
             row = None if ids is None or spk not in ids else torch.full((len(utts),), ids[spk])
@@ -65,6 +73,16 @@ def make_targets(system: AsrSystem, speakers: dict[str, list[SpeakerUtterance]],
         report.kept[spk] = len(kept)
         targets[spk] = kept
     return targets, report
+
+
+def load_hypotheses(path: str) -> dict[str, str]:
+    """{utterance id: text} from a JSON file (a mapping, or {"hypotheses": mapping})."""
+    with open(path) as f:
+        data = json.load(f)
+    data = data.get("hypotheses", data) if isinstance(data, dict) else data
+    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        raise ValueError(f"{path}: expected a JSON object mapping utterance ids to texts")
+    return data
 
 
 def corrupt(text: str, rate: float, seed: str) -> str:

@@ -361,3 +361,20 @@ def test_training_lm_for_beam_search_passes(corpus, tmp_path):
     models = Models({**hp, "beam_size": 4})
     arpa = Path(models.lm_path).read_text()
     assert "\\2-grams:" in arpa and " ZERO" in arpa  # FSDD's training words
+
+
+def test_external_hypotheses_become_targets(corpus, trained, tmp_path):
+    from asr_lhuc.adapt.targets import make_targets
+
+    speakers = fsdd_only(corpus)
+    utts = [u for us in speakers.values() for u in us]
+    hyps = {u.id: u.text.lower() + "!" for u in utts[1:]}  # normalised; the first one missing
+    path = tmp_path / "hyps.json"
+    path.write_text(json.dumps({"hypotheses": hyps}))
+    with pytest.raises(ValueError, match="needs hypotheses_file"):
+        CFG.replace(targets="external")
+    targets, report = make_targets(fresh(trained[0]), speakers,
+                                   CFG.replace(targets="external", hypotheses_file=str(path)))
+    got = {t.utt.id: t.text for ts in targets.values() for t in ts}
+    assert got == {u.id: u.text for u in utts[1:]}
+    assert sum(report.empty.values()) == 1

@@ -118,3 +118,15 @@ def test_speechocean762_whisper_recipe_trains_and_exports(tmp_path):
     model, _, speakers, _ = load_pretrained(out / "pretrained.pt")
     assert model.has_lhuc and len(speakers) == 3
     assert json.loads((out / "results.json").read_text())["wer"] == res["wer"]
+
+    # Unsupervised adaptation of two test speakers on top of it, features from the cache.
+    from asr_lhuc.adapt.recipe import run
+
+    hp = {"corpus": "tiny", "seed": 1, "sat_checkpoint": str(out / "pretrained.pt"),
+          "test_csv": str(tmp_path / "data" / "test.csv"), "max_speakers": 2,
+          "protocol": "transductive", "mode": "batched", "compare_loop": False,
+          "systems": ["sat_si_mode", "sat_lhuc"], "adapt": {"lr": 0.05, "epochs": 2},
+          "output_folder": str(tmp_path / "adapt"), "results_folder": str(tmp_path / "res")}
+    payload = run(hp, None, "pytest")
+    assert payload["n_speakers"] == 2 and 0.0 <= payload["sat_lhuc"]["wer"]
+    assert len(list((tmp_path / "adapt" / "adapters" / "sat_lhuc_batched").glob("*.pt"))) == 2

@@ -148,6 +148,10 @@ class LHUCCTCBrain(sb.Brain):
             self.test_scores = scores
 
 
+    def on_fit_start(self):
+        super().on_fit_start()  # recovers the checkpoint, train clock included
+        self._stop_if_out_of_time()  # a rerun of a run that hit its time limit only re-tests
+
     def _stop_if_out_of_time(self):
         """End training after this epoch once ``train_time_limit_minutes`` of training is spent."""
         limit = getattr(self.hparams, "train_time_limit_minutes", None)

@@ -125,3 +125,15 @@ def test_speechocean762_reports_wer_for_children_and_adults(tmp_path):
     assert res["n_utts"] == len(test_rows) and res["n_speakers"] == 6
     assert {"wer_children", "wer_adults"} <= set(res)
     assert res["n_utts_children"] + res["n_utts_adults"] == res["n_utts"]
+
+
+def test_rerun_after_the_time_limit_only_retests(tmp_path):
+    data, out = tmp_path / "data", tmp_path / "out"
+    sizes = ["--data_folder", str(data), "--n_train_speakers", "3", "--n_test_speakers", "2",
+             "--utts_per_train_speaker", "8", "--utts_per_test_speaker", "3",
+             "--train_time_limit_minutes", "0.0001", "--number_of_epochs", "5"]
+    first = run_recipe(recipe_args("Synthetic", out, *sizes), prepare_synthetic, "train.py")
+    second = run_recipe(recipe_args("Synthetic", out, *sizes), prepare_synthetic, "train.py")
+    assert first["epochs"] == second["epochs"] == 1
+    assert [e for e, _ in logged_epochs(out)] == [1], "the rerun trained past the time limit"
+    assert second["wer"] == first["wer"]

@@ -177,7 +177,10 @@ def sweeps(models: Models, data: dict, cfg: AdaptConfig, hp: dict, out: Path) ->
     that cannot use the prefix cache); its baseline is then rescored on the same speakers.
     """
     found = {}
+    only = hp.get("run_sweeps")  # e.g. --run_sweeps "[layers, confidence]": a subset
     for sweep_name, sweep in (hp.get("sweeps") or {}).items():
+        if only is not None and sweep_name not in only:
+            continue
         part = _first_speakers(data, sweep.get("max_speakers"))
         points, details = {}, {}
         for label, setting in sweep["settings"].items():

@@ -17,9 +17,8 @@ from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
 from .brain import LHUCCTCBrain, TrainClock, dataio_prepare
-from .data import read_manifest
 from .decode import make_beam_searcher
-from .lm import write_arpa
+from .lm import transcript_lm_file, write_transcript_lm
 from .model import count_parameters
 from .pretrained import init_from_pretrained, save_pretrained
 
@@ -82,10 +81,8 @@ def training_lm(hparams: dict) -> str | None:
         raise ImportError("lm_order > 0 needs the kenlm package for SpeechBrain's beam search: "
                           "pip install kenlm (builds with a C++ compiler), or set lm_order: 0"
                           ) from err
-    sentences = [row["wrd"] for row in read_manifest(hparams["train_csv"])]
-    path = Path(hparams["output_folder"]) / f"lm_train_{order}gram.arpa"
-    run_on_main(write_arpa, args=[path, sentences, order])
-    return str(path)
+    run_on_main(write_transcript_lm, args=[hparams["train_csv"], hparams["output_folder"], order])
+    return str(transcript_lm_file(hparams["output_folder"], order))
 
 
 def run_recipe(argv: list[str], prepare_fn, script: str) -> dict:

@@ -9,7 +9,7 @@ import math
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from .data import normalize_text
+from .data import normalize_text, read_manifest
 
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 
@@ -80,4 +80,16 @@ def write_arpa(path: str | Path, sentences: list[str], order: int = 3,
         lines.append("")
     lines.append("\\end\\")
     path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def transcript_lm_file(folder: str | Path, order: int) -> Path:
+    """Where `write_transcript_lm` puts the n-gram of order `order` under `folder`."""
+    return Path(folder) / f"lm_train_{order}gram.arpa"
+
+
+def write_transcript_lm(manifest: str | Path, folder: str | Path, order: int) -> Path:
+    """ARPA word n-gram of a CSV manifest's transcripts (``wrd``: the training set only)."""
+    path = transcript_lm_file(folder, order)
+    write_arpa(path, [row["wrd"] for row in read_manifest(manifest)], order)
     return path

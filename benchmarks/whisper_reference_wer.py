@@ -14,6 +14,8 @@ Needs `ctranslate2` (dev extra) and the `whisper` extra.
 
 import argparse
 import json
+import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -74,9 +76,7 @@ def main():
                "seconds": round(time.perf_counter() - start, 1), "threads": args.threads,
                "examples": [{"ref": r, "hyp": h} for r, h in list(zip(refs, hyps))[:10]],
                "hypotheses": dict(zip(ids, hyps)),  # adapt.py's hypotheses_file reads these
-               "command": "python benchmarks/whisper_reference_wer.py " + " ".join(
-                   f"{k} {v}" for k, v in [("", args.csv), ("--out", args.out),
-                                           ("--max_utts", args.max_utts)] if v).strip()}
+               "command": "python " + shlex.join(sys.argv)}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(payload, indent=1) + "\n")
     print(json.dumps({k: payload[k] for k in ("system", "n_utts", "wer", "cer", "seconds")}))

@@ -25,9 +25,8 @@ import speechbrain as sb
 import torch
 from hyperpyyaml import load_hyperpyyaml
 
-from asr_lhuc.data import read_manifest
 from asr_lhuc.decode import make_beam_searcher
-from asr_lhuc.lm import write_arpa
+from asr_lhuc.lm import write_transcript_lm
 from asr_lhuc.pretrained import load_pretrained
 
 from .adapters import save_speaker_adapters
@@ -50,6 +49,9 @@ from .utterances import load_speakers
 
 logger = logging.getLogger(__name__)
 UNSUPERVISED = {"si_lhuc": "si", "sat_lhuc": "sat_si_mode"}
+# (adapted system, the system it is compared with) for relative reductions and plots
+COMPARISONS = [*UNSUPERVISED.items(), ("si_lhuc_oracle", "si"), ("si_lhuc_online", "si"),
+               ("si_lhuc_external", "si"), ("sat_lhuc_external", "sat_si_mode")]
 
 
 class Models:
@@ -73,10 +75,7 @@ class Models:
             return None
         if self.hp.get("beam_size", 1) <= 1:
             raise ValueError("lm_order > 0 needs beam_size > 1 (the LM is used in beam search)")
-        sentences = [row["wrd"] for row in read_manifest(self.hp["lexicon_csv"])]
-        path = Path(self.hp["output_folder"]) / f"lm_train_{order}gram.arpa"
-        write_arpa(path, sentences, order)
-        return str(path)
+        return str(write_transcript_lm(self.hp["lexicon_csv"], self.hp["output_folder"], order))
 
     def fresh(self, kind: str, lhuc_targets=None, reparam=None) -> AsrSystem:
         path = self.hp["si_checkpoint" if kind == "si" else "sat_checkpoint"]
@@ -127,10 +126,8 @@ def run_system(name: str, models: Models, data: dict, cfg: AdaptConfig, hp: dict
         return result
     if name == "si_lhuc_oracle":
         cfg = cfg.replace(targets="oracle")
-    elif name.endswith("_external"):
-        if not hp.get("hypotheses_file"):
-            raise ValueError(f"system {name} needs hypotheses_file in the YAML")
-        cfg = cfg.replace(targets="external", hypotheses_file=hp["hypotheses_file"])
+    elif name.endswith("_external"):  # AdaptConfig rejects a missing hypotheses_file
+        cfg = cfg.replace(targets="external", hypotheses_file=hp.get("hypotheses_file"))
     elif name == "sat_lhuc":
         cfg = cfg.replace(row_init=sat_row_init or hp.get("sat_row_init", cfg.row_init))
     info = adapt_speakers(system, adapt_set, cfg, mode, show_progress=True)
@@ -231,9 +228,7 @@ def summarise(found: dict, hp: dict, command: str) -> dict:
         payload["best_unsupervised"] = best
     payload["relative_wer_reduction"] = {
         f"{b}->{a}": relative_reduction(systems[b]["wer"], systems[a]["wer"])
-        for a, b in [*UNSUPERVISED.items(), ("si_lhuc_oracle", "si"), ("si_lhuc_online", "si"),
-                     ("si_lhuc_external", "si"), ("sat_lhuc_external", "sat_si_mode")]
-        if a in systems and b in systems}
+        for a, b in COMPARISONS if a in systems and b in systems}
     payload["per_speaker_wer"] = {n: r["per_speaker"] for n, r in systems.items()}
     payload["groups_wer"] = {n: r["groups"] for n, r in systems.items() if r["groups"]}
     payload["unusable_speakers"] = {n: r["unusable_speakers"] for n, r in systems.items()
@@ -266,9 +261,7 @@ def plots(found: dict, out: Path, corpus: str, prefix: str = "") -> list[str]:
     """Per-speaker WER before/after for each adapted system."""
     made = []
     systems = found["systems"]
-    for after, before in [*UNSUPERVISED.items(), ("si_lhuc_oracle", "si"),
-                          ("si_lhuc_online", "si"), ("si_lhuc_external", "si"),
-                          ("sat_lhuc_external", "sat_si_mode")]:
+    for after, before in COMPARISONS:
         if after in systems and before in systems:
             png = out / f"{prefix}speakers_{after}.png"
             plot_speakers(systems[before]["per_speaker"], systems[after]["per_speaker"], png,

@@ -51,7 +51,6 @@ def make_targets(system: AsrSystem, speakers: dict[str, list[SpeakerUtterance]],
     targets, report = {}, TargetReport()
     external = load_hypotheses(cfg.hypotheses_file) if cfg.targets == "external" else None
     for spk, utts in speakers.items():
-        row = None
         if cfg.targets == "oracle":
             texts = [corrupt(u.text, cfg.target_noise, f"{cfg.seed}/{u.id}") for u in utts]
             confs = [1.0] * len(utts)

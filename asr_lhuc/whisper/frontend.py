@@ -8,6 +8,7 @@ per utterance never changes, so it is computed once per utterance id and kept in
 `cache_dir`, on disk (shared by runs and resumed jobs, written atomically).
 """
 
+import functools
 import re
 from pathlib import Path
 
@@ -25,8 +26,7 @@ class WhisperFrontend(nn.Module):
 
     def __init__(self, model: str = "base", cache_dir: str | None = None):
         super().__init__()
-        self.model_name = model
-        encoder = WhisperEncoder.from_ct2(str(whisper_model_bin(model))).requires_grad_(False)
+        encoder = _frozen_encoder(str(whisper_model_bin(model)))
         self.__dict__["encoder"] = encoder  # not a submodule: not trained, not saved
         self.log_mel = LogMel(encoder.conv1.in_channels)
         self.dim = encoder.dim
@@ -72,13 +72,20 @@ class WhisperFrontend(nn.Module):
         feats = [self.cached(i, wavs[b, :n]) for b, (i, n) in enumerate(zip(ids, samples))]
         return nn.utils.rnn.pad_sequence(feats, batch_first=True)
 
-    def _apply(self, fn, *args, **kwargs):
-        # .to(device) / .half() of the model also reach the hidden encoder.
-        self.__dict__["encoder"] = self.encoder._apply(fn, *args, **kwargs)
-        return super()._apply(fn, *args, **kwargs)
+    def __deepcopy__(self, memo):
+        # Nothing here is trained or saved, so copies of a model (adaptation takes one per
+        # system) share the front end: one encoder and one feature memory, not a copy each.
+        return self
 
 
 N_MIN_SAMPLES = 4 * HOP  # a trailing chunk shorter than 40 ms is dropped
+
+
+@functools.lru_cache(maxsize=4)
+def _frozen_encoder(model_bin: str) -> WhisperEncoder:
+    """One frozen encoder per weights file, shared by every front end that uses it (the file
+    is read once per process, not once per model built or checkpoint loaded)."""
+    return WhisperEncoder.from_ct2(model_bin).requires_grad_(False)
 
 
 def _safe(name: str) -> str:

@@ -9,6 +9,7 @@ pass of unsupervised adaptation. WER/CER come from jiwer (`asr_lhuc.scoring`); S
 
 import logging
 import time
+from pathlib import Path
 
 import speechbrain as sb
 import torch
@@ -22,6 +23,7 @@ from .data import normalize_text
 from .decode import beam_texts, greedy_texts, make_text_encoder
 from .scoring import wer_by_age_group, wer_cer
 from .speakers import SpeakerMap
+from .subwords import SubwordUnits, train_sentencepiece
 
 logger = logging.getLogger(__name__)
 
@@ -79,13 +81,29 @@ class LHUCCTCBrain(sb.Brain):
     def compute_forward(self, batch, stage):
         batch = batch.to(self.device)
         wavs, wav_lens = batch.sig
-        augment, utt_ids = None, batch.id  # ids: a frozen front end's features are cached
+        augment, utt_ids, speeds = None, batch.id, None  # ids: a frozen front end's cache
         if stage == sb.Stage.TRAIN:
             if getattr(self.hparams, "speed_perturb", None) is not None:
                 wavs, utt_ids = self.hparams.speed_perturb(wavs), None
+            speeds = self.sample_speeds(len(batch.id))
             augment = getattr(self.hparams, "spec_augment", None)
         lhuc.set_identities(self.model, self.speaker_ids(batch, stage))
-        return self.modules.model(wavs, wav_lens, feature_augment=augment, utt_ids=utt_ids)
+        return self.modules.model(wavs, wav_lens, feature_augment=augment, utt_ids=utt_ids,
+                                  speeds=speeds)
+
+    def sample_speeds(self, n: int) -> list[int] | None:
+        """One speed per utterance from ``cached_speeds`` (e.g. [90, 100, 110]), or None.
+
+        Unlike ``speed_perturb`` (one speed per batch, applied to the audio), these speeds are
+        looked up in the Whisper feature cache, so perturbation costs nothing once cached."""
+        speeds = getattr(self.hparams, "cached_speeds", None)
+        if not speeds:
+            return None
+        if getattr(self.hparams, "speed_perturb", None) is not None:
+            raise ValueError("set either `speed_perturb` (audio) or `cached_speeds` (Whisper "
+                             "feature cache), not both: the audio would be perturbed twice")
+        picks = torch.randint(len(speeds), (n,)).tolist()
+        return [int(speeds[i]) for i in picks]
 
     def compute_objectives(self, predictions, batch, stage):
         log_probs, rel_lens = predictions
@@ -169,12 +187,14 @@ def _readable_chars(text: str, characters: set[str]) -> bool:
 def dataio_prepare(hparams: dict):
     """Datasets for train/valid/test (DynamicItemDataset), the text encoder and the speaker map.
 
-    hparams: ``train_csv``, ``valid_csv``, ``test_csv``, ``characters`` (units), optional
-    ``sorting`` ("ascending" | "descending" | "random"). Rows whose normalised transcript is
+    hparams: ``train_csv``, ``valid_csv``, ``test_csv``, ``characters`` (the units, and the
+    characters a transcript may use), optional ``units: sentencepiece`` (with ``sp_vocab_size``,
+    ``sp_model_type``, trained in ``output_folder``) and ``sorting`` ("ascending" |
+    "descending" | "random"). Rows whose normalised transcript is
     empty or uses characters outside ``characters`` are counted, logged and dropped.
     Training speakers (sorted) get LHUC rows 0..n-1; every other speaker maps to the SI row.
     """
-    encoder = make_text_encoder(hparams["characters"])
+    encoder, tokenize = make_units(hparams)
     chars = set(hparams["characters"])
     datasets = {}
     for split in ("train", "valid", "test"):
@@ -195,11 +215,25 @@ def dataio_prepare(hparams: dict):
     for split in ("valid", "test"):
         datasets[split] = datasets[split].filtered_sorted(sort_key="duration")
     speaker_map = SpeakerMap(sorted({row["spk_id"] for row in datasets["train"].data.values()}))
-    _add_pipelines(list(datasets.values()), encoder, speaker_map)
+    _add_pipelines(list(datasets.values()), encoder, tokenize, speaker_map)
     return datasets, encoder, speaker_map
 
 
-def _add_pipelines(datasets, encoder, speaker_map):
+def make_units(hparams: dict):
+    """(text encoder, text -> labels): characters, or SentencePiece pieces of the train set."""
+    units = hparams.get("units", "characters")
+    if units == "characters":
+        return make_text_encoder(hparams["characters"]), list
+    if units != "sentencepiece":
+        raise ValueError(f"units must be 'characters' or 'sentencepiece', got {units!r}")
+    args = [hparams["train_csv"], Path(hparams["output_folder"]) / "tokenizer",
+            hparams.get("sp_vocab_size", 100), hparams.get("sp_model_type", "unigram")]
+    sb.utils.distributed.run_on_main(train_sentencepiece, args=args)
+    subwords = SubwordUnits(train_sentencepiece(*args))
+    return make_text_encoder(subwords.labels), subwords.pieces
+
+
+def _add_pipelines(datasets, encoder, tokenize, speaker_map):
     @sb.utils.data_pipeline.takes("wav")
     @sb.utils.data_pipeline.provides("sig")
     def audio_pipeline(wav):
@@ -208,7 +242,7 @@ def _add_pipelines(datasets, encoder, speaker_map):
     @sb.utils.data_pipeline.takes("wrd")
     @sb.utils.data_pipeline.provides("tokens")
     def text_pipeline(wrd):
-        return encoder.encode_sequence_torch(list(normalize_text(wrd)))
+        return encoder.encode_sequence_torch(tokenize(normalize_text(wrd)))
 
     @sb.utils.data_pipeline.takes("spk_id")
     @sb.utils.data_pipeline.provides("spk_row")

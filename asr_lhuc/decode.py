@@ -1,7 +1,8 @@
 """Character units and CTC decoding (greedy or SpeechBrain's beam search) with confidences.
 
 Units are characters of the normalised text (`asr_lhuc.data.normalize_text`: upper case,
-apostrophes, spaces) plus the CTC blank at index 0, held by SpeechBrain's `CTCTextEncoder`.
+apostrophes, spaces), or SentencePiece pieces (`asr_lhuc.subwords`), plus the CTC blank at
+index 0, held by SpeechBrain's `CTCTextEncoder`.
 """
 
 import torch
@@ -10,12 +11,14 @@ from speechbrain.decoders.ctc import CTCBeamSearcher, ctc_greedy_decode
 
 import lhuc
 
+from .subwords import pieces_to_text
+
 BLANK = "<blank>"
 DEFAULT_CHARACTERS = " 'ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
 def make_text_encoder(characters: str | list[str] = DEFAULT_CHARACTERS) -> CTCTextEncoder:
-    """A `CTCTextEncoder` with the blank at index 0 followed by `characters` in order."""
+    """A `CTCTextEncoder` with the blank at index 0 followed by `characters` (or pieces)."""
     encoder = CTCTextEncoder()
     encoder.insert_blank(BLANK, index=0)
     for char in characters:
@@ -24,7 +27,7 @@ def make_text_encoder(characters: str | list[str] = DEFAULT_CHARACTERS) -> CTCTe
 
 
 def characters_of(encoder: CTCTextEncoder) -> list[str]:
-    """The characters of `encoder` by index, without the blank."""
+    """The characters (or pieces) of `encoder` by index, without the blank."""
     return [encoder.ind2lab[i] for i in range(1, len(encoder))]
 
 
@@ -43,7 +46,7 @@ def greedy_texts(log_probs: torch.Tensor, rel_lens: torch.Tensor,
                  encoder: CTCTextEncoder) -> list[str]:
     """Best path decoding: argmax per frame, merge repeats, drop blanks."""
     sequences = ctc_greedy_decode(log_probs, rel_lens, blank_id=0)
-    return [" ".join("".join(encoder.decode_ndim(seq)).split()) for seq in sequences]
+    return [pieces_to_text(encoder.decode_ndim(seq)) for seq in sequences]
 
 
 def beam_texts(log_probs: torch.Tensor, rel_lens: torch.Tensor,

@@ -48,6 +48,10 @@ def build_brain(hparams: dict, run_opts: dict, speaker_map) -> LHUCCTCBrain:
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r} (set it in the YAML)")
     model = hparams["model"]
+    n_units = len(hparams["text_encoder"])
+    if model.config["n_tokens"] != n_units:
+        raise ValueError(f"the model has {model.config['n_tokens']} outputs but the units have "
+                         f"{n_units} (blank included): set n_tokens: {n_units} in the YAML")
     if mode == "sat_lhuc":
         if not hparams.get("lhuc_targets"):
             raise ValueError("mode: sat_lhuc needs a non-empty lhuc_targets list in the YAML")

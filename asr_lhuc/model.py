@@ -18,6 +18,8 @@ from torch import nn
 
 import lhuc
 
+from .conformer import conformer_encoder
+
 RNN_CLASSES = {"lstm": sb.nnet.RNN.LSTM, "gru": sb.nnet.RNN.GRU}
 
 
@@ -39,7 +41,10 @@ class CTCAcousticModel(nn.Module):
     frontend : "fbank" or "whisper" (a frozen pretrained Whisper encoder; n_mels is then unused).
     whisper_model : which Whisper ("base", "tiny.en" or a CTranslate2 model folder).
     feature_cache_dir : where the Whisper features of each utterance id are kept (None: memory).
-    projection_dim : CRDNN's linear projection before the RNN (-1: none).
+    projection_dim : CRDNN's linear projection before the RNN (-1: none); the Conformer's width.
+    encoder_type : "crdnn" (CNN/RNN/DNN) or "conformer" (`asr_lhuc.conformer`: SpeechBrain's
+        Conformer layers in place of the RNN, same module names otherwise).
+    conformer_layers, conformer_heads, conformer_ffn, conformer_kernel : the Conformer's size.
 
     ``self.config`` keeps these arguments so that `asr_lhuc.pretrained` can rebuild the model.
     """
@@ -50,7 +55,9 @@ class CTCAcousticModel(nn.Module):
                  rnn_class: str = "lstm", rnn_layers: int = 2, rnn_neurons: int = 256,
                  rnn_bidirectional: bool = True, dnn_blocks: int = 2, dnn_neurons: int = 256,
                  dropout: float = 0.15, frontend: str = "fbank", whisper_model: str = "base",
-                 feature_cache_dir: str | None = None, projection_dim: int = -1):
+                 feature_cache_dir: str | None = None, projection_dim: int = -1,
+                 encoder_type: str = "crdnn", conformer_layers: int = 3, conformer_heads: int = 4,
+                 conformer_ffn: int = 512, conformer_kernel: int = 15):
         super().__init__()
         self.config = dict(
             n_tokens=n_tokens, n_mels=n_mels, sample_rate=sample_rate, cnn_blocks=cnn_blocks,
@@ -60,7 +67,11 @@ class CTCAcousticModel(nn.Module):
             rnn_bidirectional=rnn_bidirectional, dnn_blocks=dnn_blocks, dnn_neurons=dnn_neurons,
             dropout=dropout, frontend=frontend, whisper_model=whisper_model,
             feature_cache_dir=feature_cache_dir, projection_dim=projection_dim,
+            encoder_type=encoder_type,
         )
+        if encoder_type == "conformer":
+            self.config.update(conformer_layers=conformer_layers, conformer_heads=conformer_heads,
+                               conformer_ffn=conformer_ffn, conformer_kernel=conformer_kernel)
         self.lhuc_config: dict | None = None
         self.frozen = False
         if frontend == "fbank":
@@ -74,16 +85,24 @@ class CTCAcousticModel(nn.Module):
             raise ValueError(f"frontend must be 'fbank' or 'whisper', got {frontend!r}")
         # epoch=None in forward: the global statistics update whenever the model trains.
         self.normalize = InputNormalization(norm_type="global", update_until_epoch=None)
-        self.encoder = CRDNN(
-            input_shape=[None, None, self.feature_dim], activation=nn.LeakyReLU, dropout=dropout,
-            cnn_blocks=cnn_blocks, cnn_channels=list(cnn_channels), cnn_kernelsize=(3, 3),
-            using_2d_pooling=cnn_2d_pooling,
-            time_pooling=time_pooling_size > 1, time_pooling_size=max(time_pooling_size, 1),
-            rnn_class=RNN_CLASSES[rnn_class], rnn_layers=rnn_layers, rnn_neurons=rnn_neurons,
-            rnn_bidirectional=rnn_bidirectional, dnn_blocks=dnn_blocks, dnn_neurons=dnn_neurons,
-            projection_dim=projection_dim,
-        )
-        enc_dim = dnn_neurons if dnn_blocks > 0 else rnn_neurons * (1 + rnn_bidirectional)
+        if encoder_type == "conformer":
+            self.encoder = conformer_encoder(
+                self.feature_dim, projection_dim, time_pooling_size, conformer_layers,
+                conformer_heads, conformer_ffn, conformer_kernel, dnn_blocks, dnn_neurons, dropout)
+            enc_dim = dnn_neurons if dnn_blocks > 0 else projection_dim
+        elif encoder_type == "crdnn":
+            self.encoder = CRDNN(
+                input_shape=[None, None, self.feature_dim], activation=nn.LeakyReLU,
+                dropout=dropout, cnn_blocks=cnn_blocks, cnn_channels=list(cnn_channels),
+                cnn_kernelsize=(3, 3), using_2d_pooling=cnn_2d_pooling,
+                time_pooling=time_pooling_size > 1, time_pooling_size=max(time_pooling_size, 1),
+                rnn_class=RNN_CLASSES[rnn_class], rnn_layers=rnn_layers, rnn_neurons=rnn_neurons,
+                rnn_bidirectional=rnn_bidirectional, dnn_blocks=dnn_blocks,
+                dnn_neurons=dnn_neurons, projection_dim=projection_dim,
+            )
+            enc_dim = dnn_neurons if dnn_blocks > 0 else rnn_neurons * (1 + rnn_bidirectional)
+        else:
+            raise ValueError(f"encoder_type must be 'crdnn' or 'conformer', got {encoder_type!r}")
         self.ctc_lin = sb.nnet.linear.Linear(input_size=enc_dim, n_neurons=n_tokens)
 
     def features(self, wavs: torch.Tensor, wav_lens: torch.Tensor,
@@ -92,28 +111,40 @@ class CTCAcousticModel(nn.Module):
 
         `utt_ids` lets the Whisper front end reuse each utterance's cached output; pass them
         only when the waveforms are the utterances' own (no speed perturbation)."""
+        return self.features_and_lengths(wavs, wav_lens, utt_ids)[0]
+
+    def features_and_lengths(self, wavs, wav_lens, utt_ids=None, speeds=None):
+        """(normalised features, relative lengths). `speeds` (percent, one per utterance; the
+        Whisper front end only) speed-perturbs each utterance, from the feature cache where it
+        holds that (utterance, speed); the lengths then follow the perturbed utterances."""
         with torch.autocast(wavs.device.type, enabled=False):
             if self.config["frontend"] == "whisper":
-                feats = self.compute_features(wavs.float(), wav_lens, utt_ids)
+                feats, feat_lens = self.compute_features.encode_batch(
+                    wavs.float(), wav_lens, utt_ids, speeds)
+                wav_lens = wav_lens if speeds is None else feat_lens
+            elif speeds is not None:
+                raise ValueError("per-utterance speeds need the Whisper front end; use "
+                                 "`speed_perturb` (SpeechBrain's SpeedPerturb) with Fbank")
             else:
                 feats = self.compute_features(wavs.float())
-        return self.normalize(feats, wav_lens)
+        return self.normalize(feats, wav_lens), wav_lens
 
     def encode(self, feats: torch.Tensor) -> torch.Tensor:
         """CTC log-probabilities (B, T', n_tokens) from normalised features."""
         return self.ctc_lin(self.encoder(feats)).log_softmax(dim=-1)
 
     def forward(self, wavs: torch.Tensor, wav_lens: torch.Tensor, feature_augment=None,
-                utt_ids: list[str] | None = None):
+                utt_ids: list[str] | None = None, speeds: list[int] | None = None):
         """Return (log_probs (B, T', V), relative lengths (B,)) for a padded batch of waveforms.
 
         `feature_augment` (e.g. SpecAugment-style masking) is applied to the normalised features
-        in training. Subsampling keeps relative lengths, so `wav_lens` is also the output's.
+        in training. Subsampling keeps relative lengths, so the features' relative lengths
+        (`wav_lens` unless `speeds` perturbs the utterances) are also the output's.
         """
-        feats = self.features(wavs, wav_lens, utt_ids)
+        feats, lens = self.features_and_lengths(wavs, wav_lens, utt_ids, speeds)
         if feature_augment is not None and self.training:
             feats = feature_augment(feats)
-        return self.encode(feats), wav_lens
+        return self.encode(feats), lens
 
     def attach_speaker_lhuc(self, target_modules: list[str], num_speakers: int,
                             sat_gamma: float = 0.0, sat_level: str = "utterance",

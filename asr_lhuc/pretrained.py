@@ -33,6 +33,7 @@ def save_pretrained(path: str | Path, model: CTCAcousticModel, text_encoder, spe
         "normalize": {k: (torch.as_tensor(v).float() if k != "count" else int(v))
                       for k, v in norm.items()},
         "characters": "".join(characters_of(text_encoder)),
+        "units": characters_of(text_encoder),  # the output labels, pieces or characters
         "speakers": speaker_map.to_dict() if speaker_map is not None else {},
         "hparams": Path(hparams_path).read_text() if hparams_path else "",
         "extra": extra or {},
@@ -75,5 +76,5 @@ def load_pretrained(path: str | Path, device: str | torch.device = "cpu"):
                            for k, v in state.items()})
     model.normalize._load_statistics_dict(dict(blob["normalize"]))
     model.to(device).eval()
-    encoder = make_text_encoder(blob["characters"])
+    encoder = make_text_encoder(blob.get("units", blob["characters"]))
     return model, encoder, SpeakerMap.from_dict(blob["speakers"]), blob["hparams"]

@@ -35,6 +35,11 @@ class AsrSystem:
         self.snap_outputs = snap_outputs  # also snap the hypotheses that are scored
         self.blank = text_encoder.get_blank_index()
         labels = text_encoder.lab2ind
+        pieces = [lab for i, lab in text_encoder.ind2lab.items()
+                  if i != self.blank and len(lab) > 1 and lab not in SPACE_LABELS]
+        if pieces:
+            raise ValueError(f"adaptation works on character units; this model's outputs are "
+                             f"subword pieces ({pieces[:3]}...): train it with units: characters")
         self.space = next((s for s in SPACE_LABELS if s in labels), None)
 
     @staticmethod

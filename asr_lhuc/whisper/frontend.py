@@ -6,6 +6,11 @@ of `parameters()` and the state dict (checkpoints stay small; the weights are re
 package) and it always runs in eval mode without gradients. Because it is frozen, its output
 per utterance never changes, so it is computed once per utterance id and kept in memory and, with
 `cache_dir`, on disk (shared by runs and resumed jobs, written atomically).
+
+Speed perturbation changes the audio, so its features get their own cache entries: utterance
+`id` at speed 110 (SpeechBrain's convention: 110 = 10% faster, fewer samples) is kept as
+`id@sp110`. With a few fixed speeds (90/100/110) cached, speed-perturbed training costs no more
+than plain training after the first pass over each (utterance, speed).
 """
 
 import functools
@@ -13,6 +18,7 @@ import re
 from pathlib import Path
 
 import torch
+from speechbrain.augment.time_domain import Resample
 from torch import nn
 
 from .bundled import whisper_model_bin
@@ -33,6 +39,7 @@ class WhisperFrontend(nn.Module):
         tag = _safe(Path(model).name or model)
         self.cache_dir = Path(cache_dir) / f"whisper-{tag}" if cache_dir else None
         self.memory: dict[str, torch.Tensor] = {}
+        self.resamplers: dict[int, Resample] = {}
 
     @torch.no_grad()
     def encode_one(self, wav: torch.Tensor) -> torch.Tensor:
@@ -48,29 +55,48 @@ class WhisperFrontend(nn.Module):
             return None
         return self.cache_dir / (_safe(utt_id) + ".pt")
 
-    def cached(self, utt_id: str | None, wav: torch.Tensor) -> torch.Tensor:
-        """Features of utterance `utt_id` (computed from `wav` the first time only)."""
+    def perturb(self, wav: torch.Tensor, speed: int) -> torch.Tensor:
+        """`wav` played `speed`% as fast (SpeechBrain's SpeedPerturb resampling)."""
+        if speed == 100:
+            return wav
+        if speed not in self.resamplers:
+            self.resamplers[speed] = Resample(orig_freq=speed, new_freq=100)
+        return self.resamplers[speed](wav[None])[0]
+
+    def cached(self, utt_id: str | None, wav: torch.Tensor, speed: int = 100) -> torch.Tensor:
+        """Features of utterance `utt_id` at `speed` (computed from `wav` the first time only)."""
         if utt_id is None:
-            return self.encode_one(wav)
-        if utt_id not in self.memory:
-            path = self.cache_path(utt_id)
+            return self.encode_one(self.perturb(wav, speed))
+        key = speed_key(utt_id, speed)
+        if key not in self.memory:
+            path = self.cache_path(key)
             if path is not None and path.is_file():
                 feats = torch.load(path, map_location="cpu", weights_only=True)
             else:
-                feats = self.encode_one(wav).half().cpu()
+                feats = self.encode_one(self.perturb(wav, speed)).half().cpu()
                 if path is not None:
                     path.parent.mkdir(parents=True, exist_ok=True)
                     tmp = path.with_name(path.name + ".part")
                     torch.save(feats, tmp)
                     tmp.replace(path)
-            self.memory[utt_id] = feats
-        return self.memory[utt_id].to(wav.device, torch.float32)
+            self.memory[key] = feats
+        return self.memory[key].to(wav.device, torch.float32)
 
-    def forward(self, wavs: torch.Tensor, wav_lens: torch.Tensor, ids=None) -> torch.Tensor:
+    def encode_batch(self, wavs: torch.Tensor, wav_lens: torch.Tensor, ids=None,
+                     speeds=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(features (B, T, dim), relative lengths (B,)) of a padded batch; `speeds` (one per
+        utterance, percent) perturbs each utterance, which changes its length."""
         samples = torch.round(wav_lens * wavs.shape[1]).long().tolist()
         ids = list(ids) if ids is not None else [None] * len(samples)
-        feats = [self.cached(i, wavs[b, :n]) for b, (i, n) in enumerate(zip(ids, samples))]
-        return nn.utils.rnn.pad_sequence(feats, batch_first=True)
+        speeds = list(speeds) if speeds is not None else [100] * len(samples)
+        feats = [self.cached(i, wavs[b, :n], s)
+                 for b, (i, n, s) in enumerate(zip(ids, samples, speeds))]
+        lengths = torch.tensor([f.shape[0] for f in feats], dtype=torch.float32)
+        return (nn.utils.rnn.pad_sequence(feats, batch_first=True),
+                (lengths / lengths.max()).to(wav_lens.device))
+
+    def forward(self, wavs: torch.Tensor, wav_lens: torch.Tensor, ids=None) -> torch.Tensor:
+        return self.encode_batch(wavs, wav_lens, ids)[0]
 
     def __deepcopy__(self, memo):
         # Nothing here is trained or saved, so copies of a model (adaptation takes one per
@@ -88,6 +114,11 @@ def _frozen_encoder(model_bin: str) -> WhisperEncoder:
     return WhisperEncoder.from_ct2(model_bin).requires_grad_(False)
 
 
+def speed_key(utt_id: str, speed: int) -> str:
+    """Cache key of an utterance at a speed (the plain id at 100%)."""
+    return utt_id if speed == 100 else f"{utt_id}@sp{speed}"
+
+
 def _safe(name: str) -> str:
     """A file name for an utterance id or model name."""
-    return re.sub(r"[^\w.-]", "_", name)
+    return re.sub(r"[^\w.@-]", "_", name)

@@ -81,6 +81,30 @@ def test_features_are_cached_on_disk_and_not_in_the_state_dict(tmp_path, monkeyp
     assert torch.allclose(first[1, 25:], torch.zeros(25, 512))  # padding of the half-length one
 
 
+def test_speed_perturbed_features_have_their_own_cache_entries_and_lengths(tmp_path):
+    frontend = WhisperFrontend("base", cache_dir=str(tmp_path))
+    wavs = torch.stack([speech(1.0, 0), speech(1.0, 1)])
+    feats, lens = frontend.encode_batch(wavs, torch.ones(2), ids=["a", "b"], speeds=[90, 110])
+    # speed 90 = 10% slower: 17,778 samples -> 111 mel frames -> 56 at 50 Hz; 110: 14,546 -> 45
+    assert feats.shape == (2, 56, 512) and torch.allclose(lens, torch.tensor([1.0, 45 / 56]))
+    assert sorted(p.name for p in frontend.cache_dir.iterdir()) == ["a@sp90.pt", "b@sp110.pt"]
+    plain = frontend.cached("a", wavs[0])
+    assert plain.shape == (50, 512) and not torch.allclose(plain[:45], feats[0, :45], atol=1e-2)
+    precomputed = precompute_speeds(tmp_path)
+    assert precomputed == {"computed": 1, "already_cached": 2}
+
+
+def precompute_speeds(cache_dir) -> dict:
+    """`precompute --speeds 90 100` over utterance "a" (as a manifest) fills only what is missing."""
+    from asr_lhuc.data.manifest import Utterance, write_manifest
+    from asr_lhuc.whisper.precompute import precompute
+    wav = cache_dir / "a.wav"
+    sf.write(wav, speech(1.0, 0).numpy(), 16000)
+    write_manifest(cache_dir / "m.csv", [Utterance(ID="a", wav=str(wav), spk_id="s", wrd="A")])
+    counts = precompute([str(cache_dir / "m.csv")], str(cache_dir), speeds=(90, 100, 110))
+    return {k: counts[k] for k in ("computed", "already_cached")}
+
+
 def test_ctc_model_on_whisper_has_small_checkpoints_and_trainable_lhuc(tmp_path):
     model = CTCAcousticModel(n_tokens=29, frontend="whisper", cnn_blocks=0, time_pooling_size=2,
                              projection_dim=32, rnn_layers=1, rnn_neurons=16, dnn_neurons=24,
@@ -130,3 +154,28 @@ def test_speechocean762_whisper_recipe_trains_and_exports(tmp_path):
     payload = run(hp, None, "pytest")
     assert payload["n_speakers"] == 2 and 0.0 <= payload["sat_lhuc"]["wer"]
     assert len(list((tmp_path / "adapt" / "adapters" / "sat_lhuc_batched").glob("*.pt"))) == 2
+
+
+@needs_so762
+def test_recipe_with_conformer_subwords_and_cached_speed_perturbation(tmp_path):
+    out = tmp_path / "out"
+    args = [str(ROOT / "recipes/speechocean762/ASR/CTC/hparams/train_whisper.yaml"),
+            "--prep_folder", str(tmp_path / "data"), "--max_speakers", "4", "--max_utts", "4",
+            "--n_valid_speakers", "1", "--feature_cache_dir", str(tmp_path / "features"),
+            "--encoder_type", "conformer", "--conformer_layers", "1", "--conformer_ffn", "64",
+            "--projection_dim", "32", "--dnn_neurons", "32", "--batch_size", "4",
+            "--lr", "0.003", "--units", "sentencepiece", "--sp_vocab_size", "40",
+            "--n_tokens", "41", "--cached_speeds", "[90, 100, 110]",
+            "--number_of_epochs", "3", "--output_folder", str(out),
+            "--results_json", str(out / "results.json"),
+            "--pretrained_path", str(out / "pretrained.pt")]
+    res = run_recipe(args, prepare_speechocean762, "train.py")
+    assert res["model_config"]["encoder_type"] == "conformer"
+    assert res["train_loss_history"][-1] < res["train_loss_history"][0]
+    perturbed = list((tmp_path / "features" / "whisper-base").glob("*@sp*.pt"))
+    assert perturbed and all(p.stem.split("@")[1] in ("sp90", "sp110") for p in perturbed)
+    assert (out / "tokenizer" / "sp_unigram40.model").is_file()
+    model, encoder, _, _ = load_pretrained(out / "pretrained.pt")
+    assert len(encoder) == model.config["n_tokens"] == 41
+    with pytest.raises(ValueError, match="n_tokens: 41"):
+        run_recipe(["29" if a == "41" else a for a in args], prepare_speechocean762, "t")

@@ -101,3 +101,24 @@ def test_adaptation_refuses_subword_models(subword_hparams):
     model.attach_speaker_lhuc(["DNN.block_0.act"], num_speakers=1)
     with pytest.raises(ValueError, match="character units"):
         AsrSystem(model, encoder, device="cpu")
+
+
+def test_adaptation_prefix_cache_runs_the_conformer_head_layer_by_layer():
+    from asr_lhuc.adapt.utterances import SpeakerUtterance
+    model = conformer_model()
+    model.attach_speaker_lhuc(["DNN.block_0.act"], num_speakers=1)
+    model.train()
+    with lhuc.identities(model, None):
+        model(0.1 * torch.randn(2, 16000), torch.ones(2))  # normalisation statistics
+    encoder = make_units({"characters": " 'ABCDEFGHIJKLMNOPQRSTUVWXYZ"})[0]
+    plain = AsrSystem(model, encoder, device="cpu")
+    cached = AsrSystem(model, encoder, device="cpu", cache=True)
+    assert cached.cache.split == list(model.encoder.keys()).index("DNN")  # Conformer cached
+    plain.freeze()
+    utt = SpeakerUtterance("u", "s", 0.1 * torch.randn(12000), "A", 0.75)
+    ids = torch.tensor([0])
+    with torch.no_grad():
+        want, want_frames = plain.log_probs([utt], ids)
+    got, frames = cached.log_probs([utt], ids)
+    assert torch.equal(frames, want_frames)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)

@@ -8,6 +8,7 @@ pretrained checkpoint.
 
 import json
 import logging
+import shlex
 import sys
 from pathlib import Path
 
@@ -132,7 +133,7 @@ def results_record(brain, hparams, test_set, speaker_map, script, argv) -> dict:
         "device": str(brain.device) + ("" if "cuda" in str(brain.device)
                                        else f" ({torch.get_num_threads()} threads)"),
         "checkpoint": str(hparams["pretrained_path"]),
-        "command": f"python {script} " + " ".join(argv),
+        "command": shlex.join(["python", script, *argv]),  # quoted: YAML lists stay one word
         "decoding": decoding_name(hparams),
         "decoded_in_si_mode": not hparams.get("eval_with_speaker_rows", False),
         "n_train_speakers": len(speaker_map),

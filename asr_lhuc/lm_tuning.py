@@ -1,8 +1,11 @@
 """Choose the LM weight and word bonus of CTC beam search on validation data, then test once.
 
-    python -m asr_lhuc.lm_tuning --checkpoint recipes/speechocean762/ASR/CTC/pretrained/whisper_si.pt \\
-        --train_csv exp/data/speechocean762/train.csv --valid_csv exp/data/speechocean762/valid.csv \\
-        --test_csv exp/data/speechocean762/test.csv --out results/asr/speechocean762/decoding/x.json
+    python -m asr_lhuc.lm_tuning \\
+        --checkpoint recipes/speechocean762/ASR/CTC/pretrained/whisper_si.pt \\
+        --train_csv exp/data/speechocean762/train.csv \\
+        --valid_csv exp/data/speechocean762/valid.csv \\
+        --test_csv exp/data/speechocean762/test.csv \\
+        --out results/asr/speechocean762/decoding/si_lm_tuned.json
 
 The acoustic model runs once per utterance (SI mode); only the beam search is repeated for each
 (alpha, beta) of the grid. The LM is the word n-gram of the training transcripts (`asr_lhuc.lm`),
@@ -47,7 +50,8 @@ def utterance_log_probs(model, csv: str, batch_size: int = 16) -> list[dict]:
                                         utt_ids=[u.id for u in part])
         frames = torch.round(out_lens * log_probs.shape[1]).long().clamp(min=1).tolist()
         items += [{"id": u.id, "ref": normalize_text(u.text), "age": u.age,
-                   "log_probs": log_probs[b, :n].cpu()} for b, (u, n) in enumerate(zip(part, frames))]
+                   "log_probs": log_probs[b, :n].cpu()}
+                  for b, (u, n) in enumerate(zip(part, frames))]
     return items
 
 

@@ -95,7 +95,7 @@ def test_speed_perturbed_features_have_their_own_cache_entries_and_lengths(tmp_p
 
 
 def precompute_speeds(cache_dir) -> dict:
-    """`precompute --speeds 90 100` over utterance "a" (as a manifest) fills only what is missing."""
+    """`precompute --speeds 90 100 110` over utterance "a" fills only what is missing."""
     from asr_lhuc.data.manifest import Utterance, write_manifest
     from asr_lhuc.whisper.precompute import precompute
     wav = cache_dir / "a.wav"

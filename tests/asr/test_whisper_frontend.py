@@ -122,17 +122,23 @@ def test_ctc_model_on_whisper_has_small_checkpoints_and_trainable_lhuc(tmp_path)
     assert not any(k.startswith("compute_features.") for k in model.state_dict())
 
 
+def tiny_recipe_args(tmp_path, *extra) -> list[str]:
+    """train_whisper.yaml on 4 utterances of 4 speakers, a 32-wide head, 3 epochs, in tmp_path."""
+    out = tmp_path / "out"
+    return [str(ROOT / "recipes/speechocean762/ASR/CTC/hparams/train_whisper.yaml"),
+            "--prep_folder", str(tmp_path / "data"), "--max_speakers", "4", "--max_utts", "4",
+            "--n_valid_speakers", "1", "--feature_cache_dir", str(tmp_path / "features"),
+            "--projection_dim", "32", "--dnn_neurons", "32", "--batch_size", "4",
+            "--lr", "0.003", "--number_of_epochs", "3", "--output_folder", str(out),
+            "--results_json", str(out / "results.json"),
+            "--pretrained_path", str(out / "pretrained.pt"), *extra]
+
+
 @needs_so762
 def test_speechocean762_whisper_recipe_trains_and_exports(tmp_path):
     out = tmp_path / "out"
-    args = [str(ROOT / "recipes/speechocean762/ASR/CTC/hparams/train_whisper.yaml"),
-            "--prep_folder", str(tmp_path / "data"), "--max_speakers", "4", "--max_utts", "4",
-            "--n_valid_speakers", "1", "--feature_cache_dir", str(tmp_path / "features"),
-            "--rnn_layers", "1", "--rnn_neurons", "32", "--dnn_neurons", "32",
-            "--projection_dim", "32", "--batch_size", "4", "--lr", "0.003",
-            "--mode", "sat_lhuc", "--number_of_epochs", "3", "--output_folder", str(out),
-            "--results_json", str(out / "results.json"),
-            "--pretrained_path", str(out / "pretrained.pt")]
+    args = tiny_recipe_args(tmp_path, "--rnn_layers", "1", "--rnn_neurons", "32",
+                            "--mode", "sat_lhuc")
     res = run_recipe(args, prepare_speechocean762, "train.py")
     assert res["model_config"]["frontend"] == "whisper" and res["mode"] == "sat_lhuc"
     assert res["train_loss_history"][-1] < res["train_loss_history"][0]
@@ -159,16 +165,10 @@ def test_speechocean762_whisper_recipe_trains_and_exports(tmp_path):
 @needs_so762
 def test_recipe_with_conformer_subwords_and_cached_speed_perturbation(tmp_path):
     out = tmp_path / "out"
-    args = [str(ROOT / "recipes/speechocean762/ASR/CTC/hparams/train_whisper.yaml"),
-            "--prep_folder", str(tmp_path / "data"), "--max_speakers", "4", "--max_utts", "4",
-            "--n_valid_speakers", "1", "--feature_cache_dir", str(tmp_path / "features"),
-            "--encoder_type", "conformer", "--conformer_layers", "1", "--conformer_ffn", "64",
-            "--projection_dim", "32", "--dnn_neurons", "32", "--batch_size", "4",
-            "--lr", "0.003", "--units", "sentencepiece", "--sp_vocab_size", "40",
-            "--n_tokens", "41", "--cached_speeds", "[90, 100, 110]",
-            "--number_of_epochs", "3", "--output_folder", str(out),
-            "--results_json", str(out / "results.json"),
-            "--pretrained_path", str(out / "pretrained.pt")]
+    args = tiny_recipe_args(tmp_path, "--encoder_type", "conformer", "--conformer_layers", "1",
+                            "--conformer_ffn", "64", "--units", "sentencepiece",
+                            "--sp_vocab_size", "40", "--n_tokens", "41",
+                            "--cached_speeds", "[90, 100, 110]")
     res = run_recipe(args, prepare_speechocean762, "train.py")
     assert res["model_config"]["encoder_type"] == "conformer"
     assert res["train_loss_history"][-1] < res["train_loss_history"][0]

@@ -99,9 +99,6 @@ class LHUCCTCBrain(sb.Brain):
         speeds = getattr(self.hparams, "cached_speeds", None)
         if not speeds:
             return None
-        if getattr(self.hparams, "speed_perturb", None) is not None:
-            raise ValueError("set either `speed_perturb` (audio) or `cached_speeds` (Whisper "
-                             "feature cache), not both: the audio would be perturbed twice")
         picks = torch.randint(len(speeds), (n,)).tolist()
         return [int(speeds[i]) for i in picks]
 
@@ -167,6 +164,10 @@ class LHUCCTCBrain(sb.Brain):
 
 
     def on_fit_start(self):
+        if (getattr(self.hparams, "cached_speeds", None)
+                and getattr(self.hparams, "speed_perturb", None) is not None):
+            raise ValueError("set either `speed_perturb` (audio) or `cached_speeds` (Whisper "
+                             "feature cache), not both: the audio would be perturbed twice")
         super().on_fit_start()  # recovers the checkpoint, train clock included
         self._stop_if_out_of_time()  # a rerun of a run that hit its time limit only re-tests
 

@@ -22,6 +22,7 @@ from .decode import make_beam_searcher
 from .lm import transcript_lm_file, write_transcript_lm
 from .model import count_parameters
 from .pretrained import init_from_pretrained, save_pretrained
+from .scoring import age_group_fields
 
 logger = logging.getLogger(__name__)
 MODES = ("si", "sat_lhuc")
@@ -145,12 +146,7 @@ def results_record(brain, hparams, test_set, speaker_map, script, argv) -> dict:
     if "greedy" in scores:
         record["wer_greedy"] = scores["greedy"]["wer"]
         record["cer_greedy"] = scores["greedy"]["cer"]
-    groups = scores.get("groups", {})
-    if "child" in groups and "adult" in groups:
-        record["wer_children"] = groups["child"]["wer"]
-        record["wer_adults"] = groups["adult"]["wer"]
-        record["n_utts_children"] = groups["child"]["n_utts"]
-        record["n_utts_adults"] = groups["adult"]["n_utts"]
+    record.update(age_group_fields(scores.get("groups", {})))
     return record
 
 

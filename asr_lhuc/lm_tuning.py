@@ -30,7 +30,7 @@ from .data import normalize_text
 from .decode import beam_texts, make_beam_searcher
 from .lm import write_transcript_lm
 from .pretrained import load_pretrained
-from .scoring import wer_by_age_group, wer_cer
+from .scoring import age_group_fields, wer_by_age_group, wer_cer
 
 logger = logging.getLogger(__name__)
 
@@ -65,8 +65,7 @@ def score(items: list[dict], hyps: list[str]) -> dict:
     scores = wer_cer(refs, hyps)
     groups = wer_by_age_group(refs, hyps, [it["age"] for it in items])
     return {"wer": scores["wer"], "cer": scores["cer"], "n_utts": len(items),
-            **{f"wer_{name}": groups[key]["wer"] for key, name in
-               (("child", "children"), ("adult", "adults")) if key in groups}}
+            **age_group_fields(groups)}
 
 
 def tune(checkpoint: str, train_csv: str, valid_csv: str, test_csv: str, work_dir: str,

@@ -45,6 +45,15 @@ def wer_by_age_group(refs: list[str], hyps: list[str], ages: list[str]) -> dict[
     return scores
 
 
+def age_group_fields(groups: dict[str, dict]) -> dict:
+    """Result-file keys for `wer_by_age_group` scores (empty unless both groups are present)."""
+    if not ("child" in groups and "adult" in groups):
+        return {}
+    return {"wer_children": groups["child"]["wer"], "wer_adults": groups["adult"]["wer"],
+            "n_utts_children": groups["child"]["n_utts"],
+            "n_utts_adults": groups["adult"]["n_utts"]}
+
+
 def wer_by_speaker(refs: list[str], hyps: list[str], speakers: list[str]) -> dict[str, dict]:
     """Scores per speaker."""
     return wer_by_group(refs, hyps, speakers)

@@ -30,7 +30,7 @@ def precompute(csvs: list[str], cache_dir: str, model: str = "base",
     todo = [(r, [s for s in speeds if not frontend.cache_path(speed_key(uid, s)).is_file()])
             for uid, r in rows.items()]
     todo = [(r, s) for r, s in todo if s]
-    failed = []
+    failed, n_computed = [], 0
     for row, missing in tqdm(todo, desc=f"whisper-{model} features", unit="utt"):
         try:
             wav = sb.dataio.dataio.read_audio(row["wav"])
@@ -40,8 +40,8 @@ def precompute(csvs: list[str], cache_dir: str, model: str = "base",
             continue
         for speed in missing:
             frontend.cached(row["ID"], wav, speed)
+        n_computed += len(missing)
         frontend.memory.clear()  # the disk holds them; keep memory flat
-    n_computed = sum(len(s) for r, s in todo if r["ID"] not in failed)
     counts = {"utterances": len(rows), "speeds": list(speeds), "computed": n_computed,
               "already_cached": len(rows) * len(speeds) - sum(len(s) for _, s in todo),
               "unreadable": len(failed)}

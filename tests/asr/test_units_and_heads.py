@@ -122,3 +122,13 @@ def test_adaptation_prefix_cache_runs_the_conformer_head_layer_by_layer():
     got, frames = cached.log_probs([utt], ids)
     assert torch.equal(frames, want_frames)
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+
+
+def test_training_refuses_audio_and_cached_speed_perturbation_together():
+    from types import SimpleNamespace
+
+    from asr_lhuc.brain import LHUCCTCBrain
+    brain = SimpleNamespace(hparams=SimpleNamespace(cached_speeds=[90, 100, 110],
+                                                    speed_perturb=torch.nn.Identity()))
+    with pytest.raises(ValueError, match="not both"):
+        LHUCCTCBrain.on_fit_start(brain)  # checked once, before any batch

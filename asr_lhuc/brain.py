@@ -141,7 +141,8 @@ class LHUCCTCBrain(sb.Brain):
         stats = {"loss": stage_loss, "WER": 100 * scores["wer"], "CER": 100 * scores["cer"]}
         if stage == sb.Stage.VALID:
             old_lr, new_lr = self.hparams.lr_annealing(stats["WER"])
-            sb.nnet.schedulers.update_learning_rate(self.optimizer, new_lr)
+            for group in self.optimizer.param_groups:  # each group keeps its share of the lr
+                group["lr"] = new_lr * group.get("lr_scale", 1.0)
             self.hparams.train_logger.log_stats(
                 stats_meta={"epoch": epoch, "lr": old_lr,
                             "train_seconds": round(self.hparams.train_clock.seconds, 1)},
@@ -162,6 +163,24 @@ class LHUCCTCBrain(sb.Brain):
                 scores["greedy"] = wer_cer(self.refs, self.greedy_hyps)
             self.test_scores = scores
 
+
+    def init_optimizers(self):
+        """One optimizer; fine-tuned Whisper blocks learn at ``whisper_lr_scale`` x lr (a
+        pretrained Transformer wants a far smaller step than the head trained from scratch)."""
+        top = self.model.whisper_top
+        scale = getattr(self.hparams, "whisper_lr_scale", 1.0)
+        if top is None or self.opt_class is None or scale == 1.0:
+            return super().init_optimizers()
+        top_ids = {id(p) for p in top.parameters()}
+        rest = [p for p in self.modules.parameters() if id(p) not in top_ids and p.requires_grad]
+        top_params = [p for p in top.parameters() if p.requires_grad]
+        self.optimizer = self.opt_class([{"params": rest, "lr_scale": 1.0}])
+        base_lr = self.optimizer.param_groups[0]["lr"]
+        self.optimizer.add_param_group({"params": top_params, "lr": base_lr * scale,
+                                        "lr_scale": scale})
+        self.optimizers_dict = {"opt_class": self.optimizer}
+        if self.checkpointer is not None:
+            self.checkpointer.add_recoverable("optimizer", self.optimizer)
 
     def on_fit_start(self):
         if (getattr(self.hparams, "cached_speeds", None)

@@ -23,6 +23,17 @@ from .conformer import conformer_encoder
 RNN_CLASSES = {"lstm": sb.nnet.RNN.LSTM, "gru": sb.nnet.RNN.GRU}
 
 
+class StatsDetachedNormalization(InputNormalization):
+    """SpeechBrain's global input normalisation, with statistics that never carry gradients.
+
+    Its running mean/std are updated from the batch itself; when the features are trained
+    (fine-tuned Whisper blocks) they would otherwise hold the batch's graph into the next one.
+    """
+
+    def _update_global_stats(self, x, mask):
+        super()._update_global_stats(x.detach(), mask)
+
+
 class CTCAcousticModel(nn.Module):
     """A character CTC model built from SpeechBrain parts, small enough for CPU training.
 
@@ -45,6 +56,8 @@ class CTCAcousticModel(nn.Module):
     encoder_type : "crdnn" (CNN/RNN/DNN) or "conformer" (`asr_lhuc.conformer`: SpeechBrain's
         Conformer layers in place of the RNN, same module names otherwise).
     conformer_layers, conformer_heads, conformer_ffn, conformer_kernel : the Conformer's size.
+    whisper_trainable_blocks : fine-tune Whisper's top N blocks (and final norm) as part of the
+        model (`self.whisper_top`); the front end then caches the output of the blocks below.
 
     ``self.config`` keeps these arguments so that `asr_lhuc.pretrained` can rebuild the model.
     """
@@ -57,7 +70,8 @@ class CTCAcousticModel(nn.Module):
                  dropout: float = 0.15, frontend: str = "fbank", whisper_model: str = "base",
                  feature_cache_dir: str | None = None, projection_dim: int = -1,
                  encoder_type: str = "crdnn", conformer_layers: int = 3, conformer_heads: int = 4,
-                 conformer_ffn: int = 512, conformer_kernel: int = 15):
+                 conformer_ffn: int = 512, conformer_kernel: int = 15,
+                 whisper_trainable_blocks: int = 0):
         super().__init__()
         self.config = dict(
             n_tokens=n_tokens, n_mels=n_mels, sample_rate=sample_rate, cnn_blocks=cnn_blocks,
@@ -67,24 +81,27 @@ class CTCAcousticModel(nn.Module):
             rnn_bidirectional=rnn_bidirectional, dnn_blocks=dnn_blocks, dnn_neurons=dnn_neurons,
             dropout=dropout, frontend=frontend, whisper_model=whisper_model,
             feature_cache_dir=feature_cache_dir, projection_dim=projection_dim,
-            encoder_type=encoder_type,
+            encoder_type=encoder_type, whisper_trainable_blocks=whisper_trainable_blocks,
         )
         if encoder_type == "conformer":
             self.config.update(conformer_layers=conformer_layers, conformer_heads=conformer_heads,
                                conformer_ffn=conformer_ffn, conformer_kernel=conformer_kernel)
         self.lhuc_config: dict | None = None
         self.frozen = False
+        self.whisper_top = None
         if frontend == "fbank":
             self.compute_features = Fbank(sample_rate=sample_rate, n_mels=n_mels)
             self.feature_dim = n_mels
         elif frontend == "whisper":
-            from .whisper import WhisperFrontend  # needs the `whisper` extra's weights
-            self.compute_features = WhisperFrontend(whisper_model, feature_cache_dir)
+            self.compute_features, self.whisper_top = _whisper_parts(
+                whisper_model, feature_cache_dir, whisper_trainable_blocks)
             self.feature_dim = self.compute_features.dim
         else:
             raise ValueError(f"frontend must be 'fbank' or 'whisper', got {frontend!r}")
+        if whisper_trainable_blocks and frontend != "whisper":
+            raise ValueError("whisper_trainable_blocks needs frontend: whisper")
         # epoch=None in forward: the global statistics update whenever the model trains.
-        self.normalize = InputNormalization(norm_type="global", update_until_epoch=None)
+        self.normalize = StatsDetachedNormalization(norm_type="global", update_until_epoch=None)
         if encoder_type == "conformer":
             self.encoder = conformer_encoder(
                 self.feature_dim, projection_dim, time_pooling_size, conformer_layers,
@@ -121,6 +138,8 @@ class CTCAcousticModel(nn.Module):
             if self.config["frontend"] == "whisper":
                 feats, feat_lens = self.compute_features.encode_batch(
                     wavs.float(), wav_lens, utt_ids, speeds)
+                if self.whisper_top is not None:
+                    feats = self.whisper_top(feats, feat_lens)
                 wav_lens = wav_lens if speeds is None else feat_lens
             elif speeds is not None:
                 raise ValueError("per-utterance speeds need the Whisper front end; use "
@@ -179,6 +198,21 @@ class CTCAcousticModel(nn.Module):
     def train(self, mode: bool = True):
         # A frozen model stays in eval mode even when a Brain calls modules.train().
         return super().train(mode and not self.frozen)
+
+
+def _whisper_parts(model: str, cache_dir: str | None, trainable_blocks: int):
+    """(frozen front end, trainable `WhisperTop` or None) for `trainable_blocks` top blocks."""
+    from .whisper import WhisperFrontend  # needs the `whisper` extra's weights
+    from .whisper.encoder import WhisperTop
+
+    if trainable_blocks <= 0:
+        return WhisperFrontend(model, cache_dir), None
+    n_blocks = len(WhisperFrontend(model, None).encoder.blocks)
+    if trainable_blocks > n_blocks:
+        raise ValueError(f"whisper_trainable_blocks {trainable_blocks}: Whisper-{model} has "
+                         f"{n_blocks} blocks")
+    frontend = WhisperFrontend(model, cache_dir, split_block=n_blocks - trainable_blocks)
+    return frontend, WhisperTop(frontend.encoder, n_blocks - trainable_blocks)
 
 
 def count_parameters(model: nn.Module, lhuc_only: bool = False) -> int:

@@ -47,7 +47,9 @@ def save_pretrained(path: str | Path, model: CTCAcousticModel, text_encoder, spe
 def init_from_pretrained(model: CTCAcousticModel, path: str | Path) -> list[str]:
     """Copy the network weights of a pretrained file into `model` (same architecture) to start
     training from them. LHUC tables and normalisation statistics are not copied: the new
-    corpus estimates its own. Returns the names of the parameters left at their init."""
+    corpus estimates its own. A model that fine-tunes Whisper's top blocks can start from one
+    that did not: those blocks keep the pretrained Whisper weights. Returns the names of the
+    parameters left at their init."""
     blob = torch.load(path, map_location="cpu", weights_only=True)
     state = {k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()
              if "lhuc_table" not in k}
@@ -57,7 +59,9 @@ def init_from_pretrained(model: CTCAcousticModel, path: str | Path) -> list[str]
         raise ValueError(f"{path} does not match this model's architecture ({wrong[:3]}): use "
                          f"the same model settings as {blob['model_config']}")
     missing, unexpected = model.load_state_dict(state, strict=False)
-    if unexpected or any("lhuc_table" not in k for k in missing):
+    # LHUC tables start at amplitude 1 and fine-tuned Whisper blocks at Whisper's own weights.
+    if unexpected or any("lhuc_table" not in k and not k.startswith("whisper_top.")
+                         for k in missing):
         raise ValueError(f"{path}: unexpected {unexpected[:3]}, missing {missing[:3]}")
     return missing
 

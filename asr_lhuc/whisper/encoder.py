@@ -7,6 +7,7 @@ length (the positions are cut to it), which is much cheaper for 2-10 s utterance
 the features of one utterance independent of its batch.
 """
 
+import copy
 import re
 
 import torch
@@ -76,7 +77,10 @@ class WhisperEncoder(nn.Module):
         self.blocks = nn.ModuleList(EncoderBlock(dim, heads) for _ in range(layers))
         self.norm = nn.LayerNorm(dim)
 
-    def forward(self, mels: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, mels: torch.Tensor, lengths: torch.Tensor | None = None,
+                upto: int | None = None) -> torch.Tensor:
+        """`upto=k`: run only the first k blocks and return their (un-normed) output, the
+        input of `WhisperTop(self, k)`."""
         x = F.gelu(self.conv1(mels.transpose(1, 2)))
         x = F.gelu(self.conv2(x)).transpose(1, 2)
         if x.shape[1] > MAX_FRAMES:
@@ -87,9 +91,9 @@ class WhisperEncoder(nn.Module):
         if lengths is not None:
             frames = (lengths + 1) // 2
             padding = torch.arange(x.shape[1], device=x.device)[None, :] >= frames[:, None]
-        for block in self.blocks:
+        for block in self.blocks[:upto]:
             x = block(x, padding)
-        return self.norm(x)
+        return x if upto is not None else self.norm(x)
 
     @classmethod
     def from_ct2(cls, model_bin: str) -> "WhisperEncoder":
@@ -103,6 +107,33 @@ class WhisperEncoder(nn.Module):
         encoder = cls(n_mels, dim, heads, layers)
         encoder.load_state_dict(_rename(v, layers), strict=True)
         return encoder.eval()
+
+
+class WhisperTop(nn.Module):
+    """Trainable copies of a Whisper encoder's blocks from `start` on, and its final norm.
+
+    Fine-tuning only the top of Whisper keeps its bottom frozen and cacheable: the cache holds
+    the output of block `start` (`WhisperFrontend(split_block=start)`), and this module turns
+    it into the encoder's output. Initialised to the pretrained weights, so before training
+    `top(encoder(m, upto=k))` equals `encoder(m)`.
+    `forward(x (B, T, dim), rel_lens (B,))` -> (B, T, dim).
+    """
+
+    def __init__(self, encoder: WhisperEncoder, start: int):
+        super().__init__()
+        if not 0 <= start < len(encoder.blocks):
+            raise ValueError(f"whisper split block {start}: the encoder has blocks 0.."
+                             f"{len(encoder.blocks) - 1}; train at least the last one")
+        self.start = start
+        self.blocks = copy.deepcopy(encoder.blocks[start:]).requires_grad_(True)
+        self.norm = copy.deepcopy(encoder.norm).requires_grad_(True)
+
+    def forward(self, x: torch.Tensor, rel_lens: torch.Tensor) -> torch.Tensor:
+        frames = torch.round(rel_lens * x.shape[1])
+        padding = torch.arange(x.shape[1], device=x.device)[None, :] >= frames[:, None]
+        for block in self.blocks:
+            x = block(x, padding)
+        return self.norm(x)
 
 
 def _rename(v: dict, layers: int) -> dict:

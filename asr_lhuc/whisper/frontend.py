@@ -11,6 +11,9 @@ Speed perturbation changes the audio, so its features get their own cache entrie
 `id` at speed 110 (SpeechBrain's convention: 110 = 10% faster, fewer samples) is kept as
 `id@sp110`. With a few fixed speeds (90/100/110) cached, speed-perturbed training costs no more
 than plain training after the first pass over each (utterance, speed).
+
+With `split_block=k` the front end stops after Whisper's first k blocks (its own cache folder,
+`whisper-<model>@block<k>`), for models that fine-tune the blocks above (`WhisperTop`).
 """
 
 import functools
@@ -30,13 +33,19 @@ CHUNK_SAMPLES = 2 * MAX_FRAMES * HOP  # 30 s
 class WhisperFrontend(nn.Module):
     """`forward(wavs (B, S), wav_lens (B,) relative, ids=None)` -> (B, T, dim) at 50 Hz."""
 
-    def __init__(self, model: str = "base", cache_dir: str | None = None):
+    def __init__(self, model: str = "base", cache_dir: str | None = None,
+                 split_block: int | None = None):
         super().__init__()
         encoder = _frozen_encoder(str(whisper_model_bin(model)))
         self.__dict__["encoder"] = encoder  # not a submodule: not trained, not saved
         self.log_mel = LogMel(encoder.conv1.in_channels)
         self.dim = encoder.dim
+        if split_block is not None and not 0 <= split_block < len(encoder.blocks):
+            raise ValueError(f"split_block {split_block}: Whisper-{model} has "
+                             f"{len(encoder.blocks)} blocks")
+        self.split_block = split_block
         tag = _safe(Path(model).name or model)
+        tag += "" if split_block is None else f"@block{split_block}"
         self.cache_dir = Path(cache_dir) / f"whisper-{tag}" if cache_dir else None
         self.memory: dict[str, torch.Tensor] = {}
         self.resamplers: dict[int, Resample] = {}
@@ -48,7 +57,8 @@ class WhisperFrontend(nn.Module):
             self.encoder.to(wav.device)
         pieces = [wav[s: s + CHUNK_SAMPLES] for s in range(0, wav.shape[0], CHUNK_SAMPLES)]
         pieces = [p for p in pieces if p.shape[0] >= N_MIN_SAMPLES] or [wav]
-        return torch.cat([self.encoder(self.log_mel(p)[None])[0] for p in pieces])
+        return torch.cat([self.encoder(self.log_mel(p)[None], upto=self.split_block)[0]
+                          for p in pieces])
 
     def cache_path(self, utt_id: str) -> Path | None:
         if self.cache_dir is None:
@@ -73,14 +83,20 @@ class WhisperFrontend(nn.Module):
             if path is not None and path.is_file():
                 feats = torch.load(path, map_location="cpu", weights_only=True)
             else:
-                feats = self.encode_one(self.perturb(wav, speed)).half().cpu()
-                if path is not None:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = path.with_name(path.name + ".part")
-                    torch.save(feats, tmp)
-                    tmp.replace(path)
+                feats = self.store(key, self.encode_one(self.perturb(wav, speed)))
             self.memory[key] = feats
         return self.memory[key].to(wav.device, torch.float32)
+
+    def store(self, key: str, feats: torch.Tensor) -> torch.Tensor:
+        """Write `feats` (fp16) as the cache entry `key` (atomically) and return them."""
+        feats = feats.half().cpu()
+        path = self.cache_path(key)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".part")
+            torch.save(feats, tmp)
+            tmp.replace(path)
+        return feats
 
     def encode_batch(self, wavs: torch.Tensor, wav_lens: torch.Tensor, ids=None,
                      speeds=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -102,6 +118,25 @@ class WhisperFrontend(nn.Module):
         # Nothing here is trained or saved, so copies of a model (adaptation takes one per
         # system) share the front end: one encoder and one feature memory, not a copy each.
         return self
+
+
+@torch.no_grad()
+def encode_levels(encoder: WhisperEncoder, log_mel: LogMel, wav: torch.Tensor,
+                  levels: list[int | None]) -> dict[int | None, torch.Tensor]:
+    """One encoder pass over `wav`, keeping the output after each of `levels` blocks (None:
+    the final, normed output), chunked at 30 s like `WhisperFrontend.encode_one`."""
+    pieces = [wav[s: s + CHUNK_SAMPLES] for s in range(0, wav.shape[0], CHUNK_SAMPLES)]
+    pieces = [p for p in pieces if p.shape[0] >= N_MIN_SAMPLES] or [wav]
+    n_blocks = len(encoder.blocks)
+    outputs = {level: [] for level in levels}
+    for piece in pieces:
+        x, done = encoder(log_mel(piece)[None], upto=0), 0
+        for level in sorted(levels, key=lambda k: n_blocks if k is None else k):
+            for block in encoder.blocks[done: n_blocks if level is None else level]:
+                x = block(x)
+            done = n_blocks if level is None else level
+            outputs[level].append((encoder.norm(x) if level is None else x)[0])
+    return {level: torch.cat(chunks) for level, chunks in outputs.items()}
 
 
 N_MIN_SAMPLES = 4 * HOP  # a trailing chunk shorter than 40 ms is dropped

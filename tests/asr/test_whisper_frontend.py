@@ -179,3 +179,67 @@ def test_recipe_with_conformer_subwords_and_cached_speed_perturbation(tmp_path):
     assert len(encoder) == model.config["n_tokens"] == 41
     with pytest.raises(ValueError, match="n_tokens: 41"):
         run_recipe(["29" if a == "41" else a for a in args], prepare_speechocean762, "t")
+
+
+def test_fine_tuned_top_blocks_start_as_the_frozen_encoder_and_get_gradients(tmp_path):
+    cache = str(tmp_path / "features")
+    size = dict(n_tokens=29, frontend="whisper", cnn_blocks=0, time_pooling_size=2,
+                projection_dim=32, rnn_layers=1, rnn_neurons=16, dnn_neurons=24, dropout=0.0,
+                feature_cache_dir=cache)
+    frozen = CTCAcousticModel(**size)
+    tuned = CTCAcousticModel(**size, whisper_trainable_blocks=2)
+    # Two Whisper-base blocks (3.15 M weights each) and the final norm become parameters.
+    assert count_parameters(tuned) - count_parameters(frozen) == 2 * 3_152_384 + 2 * 512
+    wavs, lens = torch.stack([speech(1.0, 0), speech(1.0, 1)]), torch.tensor([1.0, 0.6])
+    whole, _ = frozen.compute_features.encode_batch(wavs, lens, ["a", "b"])
+    below, rel = tuned.compute_features.encode_batch(wavs, lens, ["a", "b"])
+    assert sorted(p.name for p in Path(cache).iterdir()) == ["whisper-base", "whisper-base@block4"]
+    with torch.no_grad():
+        top = tuned.whisper_top(below, rel)
+    assert torch.allclose(top[0], whole[0], atol=2e-2)  # both through the fp16 cache
+    assert torch.allclose(top[1, :30], whole[1, :30], atol=2e-2)  # padding masked out
+    tuned.train()
+    log_probs, _ = tuned(wavs, lens, utt_ids=["a", "b"])
+    log_probs.mean().backward()
+    grads = [p.grad for p in tuned.whisper_top.parameters()]
+    assert all(g is not None for g in grads) and sum(g.abs().sum() for g in grads) > 0
+    assert any(k.startswith("whisper_top.blocks.1.") for k in tuned.state_dict())
+    with pytest.raises(ValueError, match="has 6 blocks"):
+        CTCAcousticModel(**size, whisper_trainable_blocks=7)
+
+
+def test_precompute_caches_several_levels_from_one_pass(tmp_path):
+    from asr_lhuc.data.manifest import Utterance, write_manifest
+    from asr_lhuc.whisper.precompute import precompute
+    wav = tmp_path / "a.wav"
+    sf.write(wav, speech(1.0, 0).numpy(), 16000)
+    write_manifest(tmp_path / "m.csv", [Utterance(ID="a", wav=str(wav), spk_id="s", wrd="A")])
+    counts = precompute([str(tmp_path / "m.csv")], str(tmp_path), levels=(None, 5))
+    assert counts["computed"] == 2 and counts["levels"] == ["final", 5]
+    for level in (None, 5):
+        frontend = WhisperFrontend("base", str(tmp_path), split_block=level)
+        stored = torch.load(frontend.cache_path("a"), weights_only=True).float()
+        assert torch.allclose(stored, frontend.encode_one(speech(1.0, 0)), atol=1e-2, rtol=2e-3)
+    again = precompute([str(tmp_path / "m.csv")], str(tmp_path), levels=(None, 5))
+    assert again["computed"] == 0 and again["already_cached"] == 2
+
+
+@needs_so762
+def test_recipe_fine_tunes_whisper_top_from_a_frozen_front_end_model(tmp_path):
+    frozen = run_recipe(tiny_recipe_args(tmp_path, "--rnn_layers", "1", "--rnn_neurons", "32"),
+                        prepare_speechocean762, "train.py")
+    tuned_out = tmp_path / "tuned"
+    args = tiny_recipe_args(tmp_path, "--rnn_layers", "1", "--rnn_neurons", "32",
+                            "--whisper_trainable_blocks", "1")
+    args = [a.replace(str(tmp_path / "out"), str(tuned_out)) for a in args]
+    args += ["--init_from", frozen["checkpoint"]]
+    res = run_recipe(args, prepare_speechocean762, "train.py")
+    assert res["params"] == frozen["params"] + 3_152_384 + 2 * 512
+    assert res["train_loss_history"][-1] < res["train_loss_history"][0]
+    model, _, _, _ = load_pretrained(tuned_out / "pretrained.pt")
+    assert model.config["whisper_trainable_blocks"] == 1
+    saved = torch.load(tuned_out / "pretrained.pt", weights_only=True)["state_dict"]
+    moved = saved["whisper_top.blocks.0.mlp.0.weight"].float()
+    original = model.compute_features.encoder.blocks[5].mlp[0].weight
+    assert 0 < float((moved - original).abs().max()) < 0.05  # trained, at a tenth of the lr
+    assert (tmp_path / "features" / "whisper-base@block5").is_dir()

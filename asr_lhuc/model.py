@@ -168,11 +168,25 @@ class CTCAcousticModel(nn.Module):
     def attach_speaker_lhuc(self, target_modules: list[str], num_speakers: int,
                             sat_gamma: float = 0.0, sat_level: str = "utterance",
                             reparam: str = "2sigmoid") -> None:
-        """Attach per-speaker LHUC tables (plus the SI row) to the named encoder layers."""
-        cfg = lhuc.LHUCConfig(num_ids=num_speakers, target_modules=list(target_modules),
-                              reparam=reparam, sat_gamma=sat_gamma, sat_level=sat_level)
+        """Attach per-speaker LHUC tables (plus the SI row) to the named encoder layers.
+
+        Names are the encoder's (``DNN.block_0.act``); with fine-tuned Whisper blocks, names
+        under ``whisper_top.`` (e.g. ``whisper_top.blocks.0.mlp.1``, a block's 2048 GELU units)
+        put LHUC inside Whisper too."""
+        prefix = "whisper_top."
+        inside = [t[len(prefix):] for t in target_modules if t.startswith(prefix)]
+        outside = [t for t in target_modules if not t.startswith(prefix)]
+        if inside and self.whisper_top is None:
+            raise ValueError(f"lhuc_targets {inside}: `whisper_top.` layers need "
+                             "whisper_trainable_blocks > 0")
         example = torch.zeros(1, 30, self.feature_dim, device=self.ctc_lin.w.weight.device)
-        lhuc.attach_lhuc(self.encoder, cfg, example_inputs=(example,))
+        parts = [(self.encoder, outside, (example,)),
+                 (self.whisper_top, inside, (example, torch.ones(1, device=example.device)))]
+        for module, names, example_inputs in parts:
+            if names:
+                cfg = lhuc.LHUCConfig(num_ids=num_speakers, target_modules=names,
+                                      reparam=reparam, sat_gamma=sat_gamma, sat_level=sat_level)
+                lhuc.attach_lhuc(module, cfg, example_inputs=example_inputs)
         self.lhuc_config = dict(target_modules=list(target_modules), sat_gamma=sat_gamma,
                                 sat_level=sat_level, reparam=reparam)
 

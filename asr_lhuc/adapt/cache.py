@@ -3,8 +3,9 @@
 During adaptation every weight is frozen and the model is in eval mode, so everything below the
 lowest adapted layer (features, CNN, RNN for top-layer LHUC) gives the same output at every
 epoch. `PrefixCache` runs that prefix once per utterance, alone (no padding), and the epochs
-only run the layers from the first LHUC table up. Utterances are processed unpadded, so the
-batched and per-speaker modes see identical inputs.
+only run the layers from the first LHUC table up (with LHUC inside fine-tuned Whisper blocks,
+from those blocks up: only the frozen front end is cached). Utterances are processed unpadded,
+so the batched and per-speaker modes see identical inputs.
 """
 
 import torch
@@ -24,9 +25,12 @@ class PrefixCache:
                       else model.encoder.children())
         with_lhuc = [i for i, layer in enumerate(layers)
                      if any(isinstance(m, lhuc.AmplitudeTable) for m in layer.modules())]
-        if not with_lhuc:
+        top = getattr(model, "whisper_top", None)
+        # LHUC inside fine-tuned Whisper blocks: only the frozen front end below is cached.
+        self.inside_whisper = top is not None and bool(lhuc.lhuc_tables(top))
+        if not with_lhuc and not self.inside_whisper:
             raise ValueError("no LHUC table inside the encoder: nothing to adapt")
-        self.split = with_lhuc[0]
+        self.split = 0 if self.inside_whisper else with_lhuc[0]
         self.model = model
         self.prefix_layers, self.suffix_layers = layers[: self.split], layers[self.split:]
         self.store: dict[str, torch.Tensor] = {}
@@ -37,7 +41,10 @@ class PrefixCache:
         if utt.id not in self.store:
             wav = utt.wav.to(device).unsqueeze(0)
             ones = torch.ones(1, device=device)
-            h = _run(self.prefix_layers, self.model.features(wav, ones, utt_ids=[utt.id]))
+            if self.inside_whisper:
+                h = self.model.compute_features.encode_batch(wav, ones, [utt.id])[0]
+            else:
+                h = _run(self.prefix_layers, self.model.features(wav, ones, utt_ids=[utt.id]))
             self.store[utt.id] = h[0].cpu()
         return self.store[utt.id]
 
@@ -51,7 +58,11 @@ class PrefixCache:
         lengths = torch.tensor([h.shape[0] for h in hiddens], device=device)
         padded = nn.utils.rnn.pad_sequence(hiddens, batch_first=True).to(device)
         with lhuc.identities(self.model, ids):
-            out = self.model.ctc_lin(_run(self.suffix_layers, padded))
+            x = padded
+            if self.inside_whisper:
+                rel = lengths / padded.shape[1]
+                x = self.model.normalize(self.model.whisper_top(x, rel), rel)
+            out = self.model.ctc_lin(_run(self.suffix_layers, x))
         if out.shape[1] == padded.shape[1]:
             frames = lengths
         else:

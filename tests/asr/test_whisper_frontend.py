@@ -243,3 +243,35 @@ def test_recipe_fine_tunes_whisper_top_from_a_frozen_front_end_model(tmp_path):
     original = model.compute_features.encoder.blocks[5].mlp[0].weight
     assert 0 < float((moved - original).abs().max()) < 0.05  # trained, at a tenth of the lr
     assert (tmp_path / "features" / "whisper-base@block5").is_dir()
+
+
+def test_lhuc_inside_fine_tuned_whisper_blocks_adapts_through_the_prefix_cache(tmp_path):
+    from asr_lhuc.adapt import PrefixCache, SpeakerUtterance
+    model = CTCAcousticModel(n_tokens=29, frontend="whisper", cnn_blocks=0, time_pooling_size=2,
+                             projection_dim=32, rnn_layers=1, rnn_neurons=16, dnn_neurons=24,
+                             dropout=0.0, whisper_trainable_blocks=1,
+                             feature_cache_dir=str(tmp_path))
+    model.attach_speaker_lhuc(["whisper_top.blocks.0.mlp.1", "DNN.block_0.act"], num_speakers=2)
+    tables = lhuc.lhuc_tables(model)
+    assert tables["whisper_top.blocks.0.mlp.1"].rows.shape == (2, 2048)  # one row per speaker
+    wavs = torch.stack([speech(1.0, 0), speech(1.0, 1)])
+    model.train()
+    with lhuc.identities(model, None):
+        model(wavs, torch.ones(2), utt_ids=["a", "b"])  # normalisation statistics
+    params = model.freeze_for_adaptation()
+    assert len(params) == 4 and not model.whisper_top.blocks[0].qkv.weight.requires_grad
+    for table in tables.values():  # distinct speaker rows, so a wrong row would show
+        table.rows.data[1].uniform_(-1, 1)
+    ids = torch.tensor([1, 0])
+    with lhuc.identities(model, ids):
+        direct, _ = model(wavs, torch.ones(2), utt_ids=["a", "b"])
+    cache = PrefixCache(model)
+    utts = [SpeakerUtterance(i, "s", w, "A", 1.0) for i, w in zip("ab", wavs)]
+    cached, frames = cache.log_probs(utts, ids, "cpu")
+    assert cached.shape == direct.shape and frames.tolist() == [25, 25]
+    assert torch.allclose(cached, direct, atol=1e-4)
+    cached.mean().backward()
+    assert tables["whisper_top.blocks.0.mlp.1"].rows.grad[1].abs().sum() > 0
+    with pytest.raises(ValueError, match="whisper_trainable_blocks"):
+        CTCAcousticModel(n_tokens=29, frontend="whisper", cnn_blocks=0).attach_speaker_lhuc(
+            ["whisper_top.blocks.0.mlp.1"], num_speakers=2)

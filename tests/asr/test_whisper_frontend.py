@@ -64,7 +64,8 @@ def test_padding_does_not_change_an_utterance(encoder):
     with torch.no_grad():
         batch = encoder(padded, torch.tensor([m.shape[0] for m in mels]))
         alone = encoder(mels[0][None])[0]
-    assert torch.allclose(batch[0, : alone.shape[0]], alone, atol=1e-4)
+    # 2e-4 apart at 2 threads (summation order; outputs reach ~20); attending to the padding: 8.6
+    assert torch.allclose(batch[0, : alone.shape[0]], alone, atol=1e-3)
 
 
 def test_features_are_cached_on_disk_and_not_in_the_state_dict(tmp_path, monkeypatch):

@@ -124,7 +124,6 @@ class WhisperTop(nn.Module):
         if not 0 <= start < len(encoder.blocks):
             raise ValueError(f"whisper split block {start}: the encoder has blocks 0.."
                              f"{len(encoder.blocks) - 1}; train at least the last one")
-        self.start = start
         self.blocks = copy.deepcopy(encoder.blocks[start:]).requires_grad_(True)
         self.norm = copy.deepcopy(encoder.norm).requires_grad_(True)
 

@@ -55,10 +55,8 @@ class WhisperFrontend(nn.Module):
         """(T, dim) features of one unpadded waveform; audio over 30 s goes in 30 s chunks."""
         if self.encoder.conv1.weight.device != wav.device:
             self.encoder.to(wav.device)
-        pieces = [wav[s: s + CHUNK_SAMPLES] for s in range(0, wav.shape[0], CHUNK_SAMPLES)]
-        pieces = [p for p in pieces if p.shape[0] >= N_MIN_SAMPLES] or [wav]
-        return torch.cat([self.encoder(self.log_mel(p)[None], upto=self.split_block)[0]
-                          for p in pieces])
+        level = self.split_block
+        return encode_levels(self.encoder, self.log_mel, wav, [level])[level]
 
     def cache_path(self, utt_id: str) -> Path | None:
         if self.cache_dir is None:
@@ -124,7 +122,7 @@ class WhisperFrontend(nn.Module):
 def encode_levels(encoder: WhisperEncoder, log_mel: LogMel, wav: torch.Tensor,
                   levels: list[int | None]) -> dict[int | None, torch.Tensor]:
     """One encoder pass over `wav`, keeping the output after each of `levels` blocks (None:
-    the final, normed output), chunked at 30 s like `WhisperFrontend.encode_one`."""
+    the final, normed output); audio over 30 s goes in 30 s chunks."""
     pieces = [wav[s: s + CHUNK_SAMPLES] for s in range(0, wav.shape[0], CHUNK_SAMPLES)]
     pieces = [p for p in pieces if p.shape[0] >= N_MIN_SAMPLES] or [wav]
     n_blocks = len(encoder.blocks)

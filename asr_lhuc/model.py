@@ -58,6 +58,8 @@ class CTCAcousticModel(nn.Module):
     conformer_layers, conformer_heads, conformer_ffn, conformer_kernel : the Conformer's size.
     whisper_trainable_blocks : fine-tune Whisper's top N blocks (and final norm) as part of the
         model (`self.whisper_top`); the front end then caches the output of the blocks below.
+    moonshine_model : also a frozen Moonshine encoder ("base" or an encoder file), its frames
+        projected and added to Whisper's (`asr_lhuc.moonshine.fusion`; projection starts at 0).
 
     ``self.config`` keeps these arguments so that `asr_lhuc.pretrained` can rebuild the model.
     """
@@ -71,7 +73,7 @@ class CTCAcousticModel(nn.Module):
                  feature_cache_dir: str | None = None, projection_dim: int = -1,
                  encoder_type: str = "crdnn", conformer_layers: int = 3, conformer_heads: int = 4,
                  conformer_ffn: int = 512, conformer_kernel: int = 15,
-                 whisper_trainable_blocks: int = 0):
+                 whisper_trainable_blocks: int = 0, moonshine_model: str | None = None):
         super().__init__()
         self.config = dict(
             n_tokens=n_tokens, n_mels=n_mels, sample_rate=sample_rate, cnn_blocks=cnn_blocks,
@@ -83,6 +85,8 @@ class CTCAcousticModel(nn.Module):
             feature_cache_dir=feature_cache_dir, projection_dim=projection_dim,
             encoder_type=encoder_type, whisper_trainable_blocks=whisper_trainable_blocks,
         )
+        if moonshine_model:  # only when used: older checkpoints' configs stay loadable
+            self.config["moonshine_model"] = moonshine_model
         if encoder_type == "conformer":
             self.config.update(conformer_layers=conformer_layers, conformer_heads=conformer_heads,
                                conformer_ffn=conformer_ffn, conformer_kernel=conformer_kernel)
@@ -100,6 +104,15 @@ class CTCAcousticModel(nn.Module):
             raise ValueError(f"frontend must be 'fbank' or 'whisper', got {frontend!r}")
         if whisper_trainable_blocks and frontend != "whisper":
             raise ValueError("whisper_trainable_blocks needs frontend: whisper")
+        self.moonshine_fusion = None
+        if moonshine_model:
+            if frontend != "whisper":
+                raise ValueError("moonshine_model is fused with Whisper's features: it needs "
+                                 "frontend: whisper")
+            from .moonshine.fusion import MoonshineFusion  # needs the `moonshine` extra
+
+            self.moonshine_fusion = MoonshineFusion(self.feature_dim, moonshine_model,
+                                                    feature_cache_dir)
         # epoch=None in forward: the global statistics update whenever the model trains.
         self.normalize = StatsDetachedNormalization(norm_type="global", update_until_epoch=None)
         if encoder_type == "conformer":
@@ -140,6 +153,10 @@ class CTCAcousticModel(nn.Module):
                     wavs.float(), wav_lens, utt_ids, speeds)
                 if self.whisper_top is not None:
                     feats = self.whisper_top(feats, feat_lens)
+                if self.moonshine_fusion is not None:
+                    frames = torch.round(feat_lens * feats.shape[1]).long().tolist()
+                    feats = feats + self.moonshine_fusion(wavs.float(), wav_lens, utt_ids,
+                                                          speeds, frames, feats.shape[1])
                 wav_lens = wav_lens if speeds is None else feat_lens
             elif speeds is not None:
                 raise ValueError("per-utterance speeds need the Whisper front end; use "

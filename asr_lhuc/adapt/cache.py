@@ -30,6 +30,9 @@ class PrefixCache:
         self.inside_whisper = top is not None and bool(lhuc.lhuc_tables(top))
         if not with_lhuc and not self.inside_whisper:
             raise ValueError("no LHUC table inside the encoder: nothing to adapt")
+        if self.inside_whisper and getattr(model, "moonshine_fusion", None) is not None:
+            raise ValueError("LHUC inside Whisper blocks of a model fused with Moonshine: the "
+                             "prefix cache would skip Moonshine's frames; set cache_prefix: False")
         self.split = 0 if self.inside_whisper else with_lhuc[0]
         self.model = model
         self.prefix_layers, self.suffix_layers = layers[: self.split], layers[self.split:]

@@ -166,18 +166,23 @@ class LHUCCTCBrain(sb.Brain):
 
     def init_optimizers(self):
         """One optimizer; fine-tuned Whisper blocks learn at ``whisper_lr_scale`` x lr (a
-        pretrained Transformer wants a far smaller step than the head trained from scratch)."""
-        top = self.model.whisper_top
-        scale = getattr(self.hparams, "whisper_lr_scale", 1.0)
-        if top is None or self.opt_class is None or scale == 1.0:
+        pretrained Transformer wants a far smaller step than the head trained from scratch) and
+        a Moonshine fusion projection at ``moonshine_lr_scale`` x lr (it starts at zero inside
+        a model that may already be trained)."""
+        scaled = [(module, getattr(self.hparams, name, 1.0)) for module, name in (
+            (self.model.whisper_top, "whisper_lr_scale"),
+            (getattr(self.model, "moonshine_fusion", None), "moonshine_lr_scale"))]
+        scaled = [(m, scale) for m, scale in scaled if m is not None and scale != 1.0]
+        if not scaled or self.opt_class is None:
             return super().init_optimizers()
-        top_ids = {id(p) for p in top.parameters()}
-        rest = [p for p in self.modules.parameters() if id(p) not in top_ids and p.requires_grad]
-        top_params = [p for p in top.parameters() if p.requires_grad]
+        own = {id(p) for m, _ in scaled for p in m.parameters()}
+        rest = [p for p in self.modules.parameters() if id(p) not in own and p.requires_grad]
         self.optimizer = self.opt_class([{"params": rest, "lr_scale": 1.0}])
         base_lr = self.optimizer.param_groups[0]["lr"]
-        self.optimizer.add_param_group({"params": top_params, "lr": base_lr * scale,
-                                        "lr_scale": scale})
+        for module, scale in scaled:
+            self.optimizer.add_param_group({
+                "params": [p for p in module.parameters() if p.requires_grad],
+                "lr": base_lr * scale, "lr_scale": scale})
         self.optimizers_dict = {"opt_class": self.optimizer}
         if self.checkpointer is not None:
             self.checkpointer.add_recoverable("optimizer", self.optimizer)

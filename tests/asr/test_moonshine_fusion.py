@@ -105,7 +105,8 @@ def test_recipe_trains_a_fused_model_from_a_whisper_only_one(tmp_path):
     frozen = run_recipe(tiny_recipe_args(tmp_path, *small), prepare_speechocean762, "train.py")
     out = tmp_path / "fused"
     args = [a.replace(str(tmp_path / "out"), str(out)) for a in tiny_recipe_args(tmp_path, *small)]
-    res = run_recipe(args + ["--moonshine_model", "base", "--init_from", frozen["checkpoint"]],
+    res = run_recipe(args + ["--moonshine_model", "base", "--moonshine_lr_scale", "10",
+                            "--init_from", frozen["checkpoint"]],
                      prepare_speechocean762, "train.py")
     assert res["model_config"]["moonshine_model"] == "base"
     assert res["params"] == frozen["params"] + 416 * 512 + 512

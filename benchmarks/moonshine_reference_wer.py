@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""Reference point: Moonshine-base with its own decoder (moonshine-cpp's C library and int8
+ONNX models, as that package ships them) on the same test utterances as the CTC recipes,
+scored the same way as `whisper_reference_wer.py`.
+
+    python benchmarks/moonshine_reference_wer.py exp/data/speechocean762/test.csv \
+        --out results/asr/speechocean762/moonshine_base_reference.json [--max_utts 200]
+
+The JSON holds every hypothesis by utterance id, for adapt.py's external targets
+(`si_lhuc_external` / `sat_lhuc_external`, `hypotheses_file`). Not an LHUC system: it shows what a
+full recogniser built on the encoder that `moonshine_model: base` fuses reaches on this corpus.
+Needs the `moonshine` extra (moonshine-cpp, x86_64/aarch64 Linux or macOS).
+"""
+
+import argparse
+import ctypes
+import json
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from tqdm import tqdm
+
+from asr_lhuc.data import normalize_text, read_manifest
+from asr_lhuc.moonshine import moonshine_encoder_path
+from asr_lhuc.scoring import wer_cer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from whisper_reference_wer import spell_digits  # noqa: E402
+
+
+def load_library():
+    """moonshine-cpp's C library (its Python wrapper's `transcribe` passes audio wrongly)."""
+    folder = moonshine_encoder_path("base").parents[2]
+    ctypes.CDLL(str(next(folder.glob("libonnxruntime.so*"))), mode=ctypes.RTLD_GLOBAL)
+    lib = ctypes.CDLL(str(folder / "libmoonshine.so"))
+    lib.moonshine_load_model.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_int32]
+    lib.moonshine_transcribe.argtypes = [ctypes.c_int, ctypes.POINTER(ctypes.c_float),
+                                         ctypes.c_size_t, ctypes.POINTER(ctypes.c_char_p)]
+    lib.moonshine_free_text.argtypes = [ctypes.c_char_p]
+    models = moonshine_encoder_path("base").parent
+    handle = lib.moonshine_load_model(*(str(models / name).encode() for name in (
+        "encoder_model.ort", "decoder_model_merged.ort", "tokenizer.bin")), 1)  # 1: base
+    if handle < 0:
+        raise RuntimeError(f"moonshine-cpp could not load the models in {models}")
+    return lib, handle
+
+
+def transcribe(lib, handle, wav: np.ndarray) -> str:
+    audio = np.ascontiguousarray(wav, dtype=np.float32)
+    text = ctypes.c_char_p()
+    error = lib.moonshine_transcribe(handle, audio.ctypes.data_as(ctypes.POINTER(ctypes.c_float)),
+                                     len(audio), ctypes.byref(text))
+    if error:
+        raise RuntimeError(f"moonshine_transcribe failed with code {error}")
+    return spell_digits((text.value or b"").decode("utf-8"))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("csv")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--max_utts", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    lib, handle = load_library()
+    rows = sorted(read_manifest(args.csv), key=lambda r: r["ID"])[: args.max_utts]
+    refs, hyps, ids = [], [], []
+    start = time.perf_counter()
+    for row in tqdm(rows, desc="moonshine-base", unit="utt"):
+        wav, rate = sf.read(row["wav"], dtype="float32")
+        if rate != 16000:
+            raise ValueError(f"{row['wav']}: {rate} Hz; Moonshine takes 16 kHz audio")
+        hyps.append(normalize_text(transcribe(lib, handle, wav)))
+        refs.append(normalize_text(row["wrd"]))
+        ids.append(row["ID"])
+    scores = wer_cer(refs, hyps)
+    payload = {"system": "moonshine-base (own decoder, moonshine-cpp 0.1.4, int8 ONNX)",
+               "csv": args.csv, "n_utts": len(rows), "wer": scores["wer"], "cer": scores["cer"],
+               "empty_hypotheses": sum(not h for h in hyps),
+               "seconds": round(time.perf_counter() - start, 1), "threads": args.threads,
+               "examples": [{"ref": r, "hyp": h} for r, h in list(zip(refs, hyps))[:10]],
+               "hypotheses": dict(zip(ids, hyps)),
+               "command": "python " + shlex.join(sys.argv)}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(payload, indent=1) + "\n")
+    print(json.dumps({k: payload[k] for k in ("system", "n_utts", "wer", "cer", "seconds")}))
+
+
+if __name__ == "__main__":
+    main()

@@ -115,3 +115,30 @@ def test_recipe_trains_a_fused_model_from_a_whisper_only_one(tmp_path):
     assert n_cached == len(list((tmp_path / "features" / "whisper-base").glob("*.pt")))
     saved = torch.load(out / "pretrained.pt", weights_only=True)["state_dict"]
     assert float(saved["moonshine_fusion.project.weight"].float().abs().max()) > 0  # trained
+
+
+def test_head_lhuc_on_a_fused_model_adapts_through_the_prefix_cache(tmp_path):
+    import lhuc
+    from asr_lhuc.adapt import PrefixCache, SpeakerUtterance
+
+    model = CTCAcousticModel(**SIZE, feature_cache_dir=str(tmp_path), moonshine_model="base")
+    torch.nn.init.normal_(model.moonshine_fusion.project.weight, std=0.05)  # Moonshine counts
+    model.attach_speaker_lhuc(["DNN.block_0.act"], num_speakers=2)
+    wavs = torch.stack([speech(1.0, 0), speech(1.0, 1)])
+    model.train()
+    with lhuc.identities(model, None):
+        model(wavs, torch.ones(2), utt_ids=["a", "b"])  # normalisation statistics
+    model.freeze_for_adaptation()
+    for table in lhuc.lhuc_tables(model).values():  # a distinct row, so a wrong one shows
+        table.rows.data[1].uniform_(-1, 1)
+    ids = torch.tensor([1, 0])
+    with lhuc.identities(model, ids):
+        direct, _ = model(wavs, torch.ones(2), utt_ids=["a", "b"])
+    utts = [SpeakerUtterance(i, "s", w, "A", 1.0) for i, w in zip("ab", wavs)]
+    cached, _ = PrefixCache(model).log_probs(utts, ids, "cpu")
+    assert torch.allclose(cached, direct, atol=1e-4)  # Moonshine's frames are in the prefix
+    inside = CTCAcousticModel(**SIZE, feature_cache_dir=str(tmp_path), moonshine_model="base",
+                              whisper_trainable_blocks=1)
+    inside.attach_speaker_lhuc(["whisper_top.blocks.0.mlp.1"], num_speakers=2)
+    with pytest.raises(ValueError, match="cache_prefix: False"):
+        PrefixCache(inside)

@@ -9,6 +9,8 @@ encoder layers (a YAML list such as ``["DNN.block_0.act", "DNN.block_1.act"]``),
 speaker rows are chosen with ``lhuc.set_identities(model, ids)`` (``ids=None``: the SI row).
 """
 
+from dataclasses import dataclass
+
 import speechbrain as sb
 import torch
 from speechbrain.lobes.features import Fbank
@@ -21,6 +23,18 @@ import lhuc
 from .conformer import conformer_encoder
 
 RNN_CLASSES = {"lstm": sb.nnet.RNN.LSTM, "gru": sb.nnet.RNN.GRU}
+
+
+@dataclass
+class FrontEndOutput:
+    """The untrained front ends' output for a padded batch. `lens`: the relative lengths the
+    model reports; `frame_lens`: those of the feature frames themselves (fine-tuned Whisper
+    blocks mask with them); `moonshine`: Moonshine's frames on the same time axis, or None."""
+
+    feats: torch.Tensor
+    lens: torch.Tensor
+    frame_lens: torch.Tensor
+    moonshine: torch.Tensor | None = None
 
 
 class StatsDetachedNormalization(InputNormalization):
@@ -148,22 +162,36 @@ class CTCAcousticModel(nn.Module):
         Whisper front end only) speed-perturbs each utterance, from the feature cache where it
         holds that (utterance, speed); the lengths then follow the perturbed utterances."""
         with torch.autocast(wavs.device.type, enabled=False):
-            if self.config["frontend"] == "whisper":
-                feats, feat_lens = self.compute_features.encode_batch(
-                    wavs.float(), wav_lens, utt_ids, speeds)
-                if self.whisper_top is not None:
-                    feats = self.whisper_top(feats, feat_lens)
-                if self.moonshine_fusion is not None:
-                    frames = torch.round(feat_lens * feats.shape[1]).long().tolist()
-                    feats = feats + self.moonshine_fusion(wavs.float(), wav_lens, utt_ids,
-                                                          speeds, frames, feats.shape[1])
-                wav_lens = wav_lens if speeds is None else feat_lens
-            elif speeds is not None:
+            front = self.frozen_front_end(wavs, wav_lens, utt_ids, speeds)
+            return self.features_from(front), front.lens
+
+    def frozen_front_end(self, wavs, wav_lens, utt_ids=None, speeds=None) -> "FrontEndOutput":
+        """What the untrained front ends give for a batch (Fbank, or Whisper's frozen blocks and
+        Moonshine's frames): the same at every step for an utterance, so it can be cached."""
+        if self.config["frontend"] != "whisper":
+            if speeds is not None:
                 raise ValueError("per-utterance speeds need the Whisper front end; use "
                                  "`speed_perturb` (SpeechBrain's SpeedPerturb) with Fbank")
-            else:
-                feats = self.compute_features(wavs.float())
-        return self.normalize(feats, wav_lens), wav_lens
+            return FrontEndOutput(self.compute_features(wavs.float()), wav_lens, wav_lens)
+        feats, feat_lens = self.compute_features.encode_batch(wavs.float(), wav_lens, utt_ids,
+                                                              speeds)
+        moonshine = None
+        if self.moonshine_fusion is not None:
+            frames = torch.round(feat_lens * feats.shape[1]).long().tolist()
+            moonshine = self.moonshine_fusion.frames(wavs.float(), wav_lens, utt_ids, speeds,
+                                                     frames, feats.shape[1])
+        return FrontEndOutput(feats, wav_lens if speeds is None else feat_lens, feat_lens,
+                              moonshine)
+
+    def features_from(self, front: "FrontEndOutput") -> torch.Tensor:
+        """Normalised features from `frozen_front_end`'s output: the trained front-end layers
+        (fine-tuned Whisper blocks, Moonshine's projection), then the input normalisation."""
+        feats = front.feats
+        if self.whisper_top is not None:
+            feats = self.whisper_top(feats, front.frame_lens)
+        if front.moonshine is not None:
+            feats = feats + self.moonshine_fusion(front.moonshine, front.frame_lens)
+        return self.normalize(feats, front.lens)
 
     def encode(self, feats: torch.Tensor) -> torch.Tensor:
         """CTC log-probabilities (B, T', n_tokens) from normalised features."""

@@ -4,14 +4,16 @@ During adaptation every weight is frozen and the model is in eval mode, so every
 lowest adapted layer (features, CNN, RNN for top-layer LHUC) gives the same output at every
 epoch. `PrefixCache` runs that prefix once per utterance, alone (no padding), and the epochs
 only run the layers from the first LHUC table up (with LHUC inside fine-tuned Whisper blocks,
-from those blocks up: only the frozen front end is cached). Utterances are processed unpadded,
-so the batched and per-speaker modes see identical inputs.
+from those blocks up: only the frozen front ends are cached, Moonshine's frames included).
+Utterances are processed unpadded, so the batched and per-speaker modes see identical inputs.
 """
 
 import torch
 from torch import nn
 
 import lhuc
+
+from ..model import FrontEndOutput
 
 
 class PrefixCache:
@@ -30,25 +32,25 @@ class PrefixCache:
         self.inside_whisper = top is not None and bool(lhuc.lhuc_tables(top))
         if not with_lhuc and not self.inside_whisper:
             raise ValueError("no LHUC table inside the encoder: nothing to adapt")
-        if self.inside_whisper and getattr(model, "moonshine_fusion", None) is not None:
-            raise ValueError("LHUC inside Whisper blocks of a model fused with Moonshine: the "
-                             "prefix cache would skip Moonshine's frames; set cache_prefix: False")
         self.split = 0 if self.inside_whisper else with_lhuc[0]
         self.model = model
         self.prefix_layers, self.suffix_layers = layers[: self.split], layers[self.split:]
         self.store: dict[str, torch.Tensor] = {}
 
     @torch.no_grad()
-    def hidden(self, utt, device) -> torch.Tensor:
-        """(T', D) prefix output of one utterance (computed once)."""
+    def hidden(self, utt, device) -> tuple[torch.Tensor, ...]:
+        """The prefix output of one utterance (computed once): (T', D) from the encoder's
+        bottom layers, or with LHUC inside Whisper the frozen front end's (T, D) features
+        (and Moonshine's (T, 416) frames when fused)."""
         if utt.id not in self.store:
             wav = utt.wav.to(device).unsqueeze(0)
             ones = torch.ones(1, device=device)
             if self.inside_whisper:
-                h = self.model.compute_features.encode_batch(wav, ones, [utt.id])[0]
+                front = self.model.frozen_front_end(wav, ones, [utt.id])
+                parts = [front.feats] + ([front.moonshine] if front.moonshine is not None else [])
             else:
-                h = _run(self.prefix_layers, self.model.features(wav, ones, utt_ids=[utt.id]))
-            self.store[utt.id] = h[0].cpu()
+                parts = [_run(self.prefix_layers, self.model.features(wav, ones, utt_ids=[utt.id]))]
+            self.store[utt.id] = tuple(p[0].cpu() for p in parts)
         return self.store[utt.id]
 
     def log_probs(self, utts, ids: torch.Tensor | None, device):
@@ -58,18 +60,20 @@ class PrefixCache:
         subsamples (CNN) scales them like SpeechBrain's relative lengths.
         """
         hiddens = [self.hidden(u, device) for u in utts]
-        lengths = torch.tensor([h.shape[0] for h in hiddens], device=device)
-        padded = nn.utils.rnn.pad_sequence(hiddens, batch_first=True).to(device)
+        lengths = torch.tensor([h[0].shape[0] for h in hiddens], device=device)
+        padded = [nn.utils.rnn.pad_sequence(list(part), batch_first=True).to(device)
+                  for part in zip(*hiddens)]
         with lhuc.identities(self.model, ids):
-            x = padded
+            x = padded[0]
             if self.inside_whisper:
-                rel = lengths / padded.shape[1]
-                x = self.model.normalize(self.model.whisper_top(x, rel), rel)
+                rel = lengths / x.shape[1]
+                moonshine = padded[1] if len(padded) > 1 else None
+                x = self.model.features_from(FrontEndOutput(x, rel, rel, moonshine))
             out = self.model.ctc_lin(_run(self.suffix_layers, x))
-        if out.shape[1] == padded.shape[1]:
+        if out.shape[1] == x.shape[1]:
             frames = lengths
         else:
-            frames = torch.round(lengths / padded.shape[1] * out.shape[1]).long()
+            frames = torch.round(lengths / x.shape[1] * out.shape[1]).long()
         return out.log_softmax(dim=-1), frames.clamp(1, out.shape[1])
 
 

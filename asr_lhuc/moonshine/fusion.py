@@ -14,7 +14,8 @@ from .frontend import MoonshineFrontend
 
 
 class MoonshineFusion(nn.Module):
-    """`forward(wavs, wav_lens, ids, speeds, frames (B,) ints, n_frames)` -> (B, n_frames, dim)."""
+    """`frames(...)`: Moonshine's frames on the Whisper time axis (frozen, cacheable);
+    `forward(frames, frame_lens)`: their projection (B, T, dim), zero on padding."""
 
     def __init__(self, dim: int, model: str = "base", cache_dir: str | None = None):
         super().__init__()
@@ -24,15 +25,21 @@ class MoonshineFusion(nn.Module):
         nn.init.zeros_(self.project.weight)
         nn.init.zeros_(self.project.bias)
 
-    def forward(self, wavs: torch.Tensor, wav_lens: torch.Tensor, ids, speeds,
-                frames: list[int], n_frames: int) -> torch.Tensor:
+    def frames(self, wavs: torch.Tensor, wav_lens: torch.Tensor, ids, speeds,
+               frames: list[int], n_frames: int) -> torch.Tensor:
+        """(B, n_frames, 416) layer-normed Moonshine frames, utterance b resampled onto its
+        `frames[b]` Whisper frames; zeros beyond them."""
         feats = self.frontend.utterance_features(wavs, wav_lens, ids, speeds)
-        aligned = [resample_frames(f, n) for f, n in zip(feats, frames)]
-        padded = nn.utils.rnn.pad_sequence(aligned, batch_first=True)
-        padded = F.pad(padded, (0, 0, 0, n_frames - padded.shape[1]))
-        mask = torch.arange(n_frames, device=padded.device)[None, :] < torch.tensor(
-            frames, device=padded.device)[:, None]
-        return self.project(self.norm(padded)) * mask[..., None]
+        out = torch.zeros(len(feats), n_frames, self.frontend.dim, device=wavs.device)
+        for b, (f, n) in enumerate(zip(feats, frames)):
+            out[b, :n] = self.norm(resample_frames(f, n))
+        return out
+
+    def forward(self, frames: torch.Tensor, frame_lens: torch.Tensor) -> torch.Tensor:
+        n = frames.shape[1]
+        mask = torch.arange(n, device=frames.device)[None, :] < torch.round(
+            frame_lens * n)[:, None]
+        return self.project(frames) * mask[..., None]
 
 
 def resample_frames(feats: torch.Tensor, n: int) -> torch.Tensor:

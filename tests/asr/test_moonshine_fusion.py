@@ -87,7 +87,8 @@ def test_fused_model_starts_as_its_whisper_only_init_and_learns_the_projection(t
     fused.eval()
     with torch.no_grad():
         after, _ = fused(wavs, lens, utt_ids=ids)
-        padding_view = fused.moonshine_fusion(wavs, lens, ids, None, [50, 20], 50)
+        frames = fused.moonshine_fusion.frames(wavs, lens, ids, None, [50, 20], 50)
+        padding_view = fused.moonshine_fusion(frames, torch.tensor([1.0, 0.4]))
     assert float((after - before).abs().max()) > 1e-3  # Moonshine now changes the output
     assert torch.equal(padding_view[1, 20:], torch.zeros_like(padding_view[1, 20:]))
     reloaded_path = save_pretrained(tmp_path / "f.pt", fused, make_text_encoder(), None)
@@ -117,7 +118,7 @@ def test_recipe_trains_a_fused_model_from_a_whisper_only_one(tmp_path):
     assert float(saved["moonshine_fusion.project.weight"].float().abs().max()) > 0  # trained
 
 
-def test_head_lhuc_on_a_fused_model_adapts_through_the_prefix_cache(tmp_path):
+def test_lhuc_on_a_fused_model_adapts_through_the_prefix_cache(tmp_path):
     import lhuc
     from asr_lhuc.adapt import PrefixCache, SpeakerUtterance
 
@@ -137,8 +138,20 @@ def test_head_lhuc_on_a_fused_model_adapts_through_the_prefix_cache(tmp_path):
     utts = [SpeakerUtterance(i, "s", w, "A", 1.0) for i, w in zip("ab", wavs)]
     cached, _ = PrefixCache(model).log_probs(utts, ids, "cpu")
     assert torch.allclose(cached, direct, atol=1e-4)  # Moonshine's frames are in the prefix
+    # LHUC inside fine-tuned Whisper blocks: the cache keeps Moonshine's frames beside Whisper's.
     inside = CTCAcousticModel(**SIZE, feature_cache_dir=str(tmp_path), moonshine_model="base",
                               whisper_trainable_blocks=1)
+    torch.nn.init.normal_(inside.moonshine_fusion.project.weight, std=0.05)
     inside.attach_speaker_lhuc(["whisper_top.blocks.0.mlp.1"], num_speakers=2)
-    with pytest.raises(ValueError, match="cache_prefix: False"):
-        PrefixCache(inside)
+    inside.train()
+    with lhuc.identities(inside, None):
+        inside(wavs, torch.ones(2), utt_ids=["a", "b"])
+    inside.freeze_for_adaptation()
+    for table in lhuc.lhuc_tables(inside).values():
+        table.rows.data[1].uniform_(-1, 1)
+    with lhuc.identities(inside, ids):
+        direct, _ = inside(wavs, torch.ones(2), utt_ids=["a", "b"])
+    cache = PrefixCache(inside)
+    cached, _ = cache.log_probs(utts, ids, "cpu")
+    assert cache.inside_whisper and len(cache.store["a"]) == 2  # Whisper's and Moonshine's
+    assert torch.allclose(cached, direct, atol=1e-4)

@@ -30,8 +30,6 @@ from .lm import write_transcript_lm
 from .lm_tuning import beam_decode, score, utterance_log_probs
 from .pretrained import load_pretrained
 
-logger = logging.getLogger(__name__)
-
 
 def combine(per_model: list[list[dict]]) -> list[dict]:
     """One item list whose log-probs are the log of the models' mean posterior."""

@@ -14,6 +14,7 @@ import functools
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..cached_frontend import CachedFrontend
@@ -64,8 +65,6 @@ class MoonshineFrontend(CachedFrontend):
 
 def _padded(audio):
     """A clip too short for the conv stem, zero-padded to the shortest it takes."""
-    import numpy as np
-
     return np.pad(audio, (0, max(0, MIN_SAMPLES - len(audio))))
 
 

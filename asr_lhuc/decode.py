@@ -33,13 +33,14 @@ def characters_of(encoder: CTCTextEncoder) -> list[str]:
 
 def make_beam_searcher(encoder: CTCTextEncoder, beam_size: int = 10,
                        kenlm_model_path: str | None = None, alpha: float = 0.5,
-                       beta: float = 1.0) -> CTCBeamSearcher:
-    """SpeechBrain's CTC beam search over the encoder's characters (optionally with a KenLM)."""
+                       beta: float = 1.0, topk: int = 1) -> CTCBeamSearcher:
+    """SpeechBrain's CTC beam search over the encoder's characters (optionally with a KenLM);
+    `topk` > 1 returns an n-best list (without history pruning, which would thin it out)."""
     vocab = [encoder.ind2lab[i] for i in range(len(encoder))]
     vocab[0] = ""  # the blank emits nothing
     return CTCBeamSearcher(blank_index=0, vocab_list=vocab, space_token=" ",
                            beam_size=beam_size, kenlm_model_path=kenlm_model_path,
-                           alpha=alpha, beta=beta)
+                           alpha=alpha, beta=beta, topk=topk, prune_history=topk == 1)
 
 
 def greedy_texts(log_probs: torch.Tensor, rel_lens: torch.Tensor,

@@ -31,12 +31,9 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from asr_lhuc.data import normalize_text, read_manifest
+from asr_lhuc.data import normalize_text, read_manifest, spell_digits
 from asr_lhuc.moonshine import moonshine_encoder_path
 from asr_lhuc.scoring import wer_cer
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from whisper_reference_wer import spell_digits  # noqa: E402
 
 
 def load_library():

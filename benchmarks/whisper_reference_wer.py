@@ -25,11 +25,10 @@ import soundfile as sf
 import torch
 from tqdm import tqdm
 
-from asr_lhuc.data import normalize_text, read_manifest
+from asr_lhuc.data import normalize_text, read_manifest, spell_digits
 from asr_lhuc.scoring import wer_cer
 from asr_lhuc.whisper import LogMel, whisper_model_bin
 
-DIGITS = "ZERO ONE TWO THREE FOUR FIVE SIX SEVEN EIGHT NINE".split()
 PROMPT = ["<|startoftranscript|>", "<|en|>", "<|transcribe|>", "<|notimestamps|>"]
 
 
@@ -41,13 +40,6 @@ def transcribe(model, log_mel, wav: torch.Tensor) -> str:
                          max_length=120)
     tokens = [t for t in out[0].sequences[0] if not t.startswith("<|")]
     return spell_digits("".join(tokens).replace("\u0120", " "))  # BPE's space marker
-
-
-def spell_digits(text: str) -> str:
-    """Whisper writes "2 6 4 8" where the transcripts say TWO SIX FOUR EIGHT: spell each digit
-    (the corpus reads digit strings digit by digit)."""
-    return " ".join(" ".join(DIGITS[int(c)] if c.isdigit() else c for c in word)
-                    if any(c.isdigit() for c in word) else word for word in text.split())
 
 
 def main():

@@ -13,7 +13,7 @@ from .speechocean762 import prepare_speechocean762
 from .splits import CHILD_MAX_AGE, age_group
 from .summary import PrepSummary
 from .synthetic import prepare_synthetic
-from .text import normalize_text
+from .text import normalize_text, spell_digits
 
 __all__ = [
     "CHILD_MAX_AGE",
@@ -26,6 +26,7 @@ __all__ = [
     "age_group",
     "load_audio",
     "normalize_text",
+    "spell_digits",
     "prepare_fsdd",
     "prepare_speechocean762",
     "prepare_synthetic",

@@ -23,3 +23,17 @@ def normalize_text(text: str) -> str:
     text = _NOT_WORD.sub(" ", text)
     text = _LOOSE_APOSTROPHE.sub(" ", text)
     return " ".join(text.split())
+
+
+DIGITS = "ZERO ONE TWO THREE FOUR FIVE SIX SEVEN EIGHT NINE".split()
+
+
+def spell_digits(text: str) -> str:
+    """Recognisers trained on written text say "2 6 4 8" where speechocean762's transcripts
+    say TWO SIX FOUR EIGHT: spell each digit (the corpus reads digit strings digit by digit).
+
+    >>> spell_digits("call 911 now")
+    'call NINE ONE ONE now'
+    """
+    return " ".join(" ".join(DIGITS[int(c)] if c.isdigit() else c for c in word)
+                    if any(c.isdigit() for c in word) else word for word in text.split())

@@ -1,0 +1,276 @@
+"""Second pass: rescore the CTC n-best, joined by Moonshine's n-best, with Moonshine's decoder.
+
+    python -m asr_lhuc.rescore \\
+        --checkpoints recipes/speechocean762/ASR/CTC/pretrained/whisper_si_continued.pt \\
+                      recipes/speechocean762/ASR/CTC/pretrained/whisper_si_ft2.pt \\
+        --train_csv exp/data/speechocean762/train.csv \\
+        --valid_csv exp/data/speechocean762/valid.csv \\
+        --test_csv exp/data/speechocean762/test.csv \\
+        --cache_dir exp/features/speechocean762 \\
+        --out results/asr/speechocean762/decoding/rescore_moonshine.json
+
+Two recognisers that err differently: the CTC models (one or an ensemble, `asr_lhuc.ensemble`;
+beam search + the training-transcript word n-gram) and Moonshine-base (an attention
+encoder-decoder trained on ~200k h of English). Each utterance's candidates are the CTC
+n-best and Moonshine's beam n-best, as normalised text. Each candidate gets four scores:
+
+- `ctc`: its exact CTC log-likelihood under the (averaged) CTC posteriors (all alignments);
+- `moonshine`: Moonshine's log-probability of it, the best over written forms of it (its own
+  spelling where Moonshine proposed it, else sentence case with and without a full stop, and
+  digit strings for spoken digits), since the decoder scores written text;
+- `lm`: the word n-gram's log-probability (natural log), and `words`: its length.
+
+The chosen candidate maximises ``ctc + a * moonshine + b * lm + c * words``; (a, b, c) are
+chosen on the validation speakers by WER, then the test set is decoded once. Every score and
+candidate is kept in `<work_dir>/candidates_<split>.json` (resumable), so changing the grid
+does not rerun either recogniser. Speaker-independent throughout: no speaker's data is used.
+"""
+
+import argparse
+import itertools
+import json
+import logging
+import math
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from .data import normalize_text, read_manifest, spell_digits
+from .data.text import DIGITS
+from .decode import characters_of, make_beam_searcher
+from .ensemble import combine
+from .lm import write_transcript_lm
+from .lm_tuning import score, utterance_log_probs
+from .pretrained import load_pretrained
+
+logger = logging.getLogger(__name__)
+SAVE_EVERY = 25  # utterances between writes of the candidate file
+GRID = {"moonshine": [0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0],
+        "lm": [0.0, 0.25, 0.5, 1.0],
+        "words": [-2.0, -1.0, 0.0, 1.0, 2.0, 3.0]}
+
+
+def ctc_log_likelihood(log_probs: torch.Tensor, text: str, encoder) -> float:
+    """log P(text | audio) under CTC (sum over alignments); -inf where it cannot align."""
+    if not text:
+        return float(log_probs[:, 0].sum())  # all blanks
+    target = torch.tensor([encoder.lab2ind[c] for c in text if c in encoder.lab2ind])
+    loss = F.ctc_loss(log_probs.float()[:, None], target[None], [log_probs.shape[0]],
+                      [len(target)], blank=0, reduction="sum", zero_infinity=False)
+    return -float(loss)
+
+
+def written_forms(text: str, names: dict[str, str]) -> list[str]:
+    """Ways Moonshine might write the normalised `text` (it scores written, cased text);
+    `names`: the spelling of words it writes capitalised (`capitalised_words`)."""
+    if not text:
+        return [""]
+    words = [names.get(w, w.lower()) for w in text.split()]
+    words[0] = words[0][:1].upper() + words[0][1:]
+    sentence = " ".join(words)
+    forms = [sentence, sentence + "."]
+    if all(w in DIGITS for w in text.split()):
+        digits = "".join(str(DIGITS.index(w)) for w in text.split())
+        forms += [digits, digits + ".", ", ".join(words) + "."]
+    return forms
+
+
+def capitalised_words(raw_texts: list[str]) -> dict[str, str]:
+    """{normalised word: Moonshine's spelling} of words it wrote capitalised after the first
+    word of a hypothesis (names, "I")."""
+    names = {}
+    for raw in raw_texts:
+        for word in raw.split()[1:]:
+            word = word.strip(".,!?;:\"")
+            if word[:1].isupper() and normalize_text(word) and " " not in normalize_text(word):
+                names.setdefault(normalize_text(word), word)
+    return names
+
+
+class Scorers:
+    """The three scorers of a candidate: the CTC posteriors, Moonshine, the word n-gram."""
+
+    def __init__(self, encoder, lm_path: str | None, nbest: int, beam_size: int,
+                 moonshine_beam: int, alpha: float, beta: float, cache_dir: str | None):
+        from .moonshine import MoonshineFrontend
+        from .moonshine.decoder import MoonshineDecoder
+        from .moonshine.tokenizer import MoonshineTokenizer
+
+        if any(len(unit) != 1 for unit in characters_of(encoder)):
+            raise ValueError("rescoring needs character CTC models (their units here are "
+                             "subword pieces)")
+        self.encoder = encoder
+        self.searcher = make_beam_searcher(encoder, beam_size, lm_path, alpha, beta, topk=nbest)
+        self.frontend = MoonshineFrontend("base", cache_dir)
+        self.decoder, self.tokenizer = MoonshineDecoder("base"), MoonshineTokenizer("base")
+        self.moonshine_beam = moonshine_beam
+        self.lm = _load_kenlm(lm_path) if lm_path else None
+
+    def candidates(self, item: dict, wav_path: str) -> dict:
+        """Every candidate of one utterance with its scores, by normalised text."""
+        hyps = self.searcher(item["log_probs"][None].float(), torch.ones(1))[0]
+        ctc_nbest = [normalize_text(h.text) for h in hyps]
+        wav = torch.from_numpy(sf.read(wav_path, dtype="float32")[0])
+        frames = self.frontend.cached(item["id"], wav).numpy()
+        beams = self.decoder.beam_search(frames, self.moonshine_beam)
+        raw = [self.tokenizer.decode(tokens) for tokens, _ in beams]
+        texts = list(dict.fromkeys(ctc_nbest + [normalize_text(spell_digits(r)) for r in raw]))
+        names = capitalised_words(raw)
+        forms = {t: list(dict.fromkeys(
+            [r for r in raw if normalize_text(spell_digits(r)) == t] + written_forms(t, names)))
+            for t in texts}
+        flat = [(t, f) for t in texts for f in forms[t]]
+        scores = self.decoder.sequence_log_probs(frames,
+                                                 [self.tokenizer.encode(f) for _, f in flat])
+        moonshine = {t: -math.inf for t in texts}
+        for (t, _), s in zip(flat, scores):
+            moonshine[t] = max(moonshine[t], float(s))
+        candidates = [{"text": t, "ctc": ctc_log_likelihood(item["log_probs"], t, self.encoder),
+                       "moonshine": moonshine[t], "lm": self.lm_log_prob(t),
+                       "words": len(t.split())} for t in texts]
+        return {"ref": item["ref"], "age": item["age"],
+                "ctc_1best": ctc_nbest[0] if ctc_nbest else "",
+                "moonshine_1best": normalize_text(spell_digits(raw[0])) if raw else "",
+                "candidates": candidates}
+
+    def lm_log_prob(self, text: str) -> float:
+        if self.lm is None:
+            return 0.0
+        return self.lm.score(text, bos=True, eos=True) * math.log(10)  # kenlm gives log10
+
+
+def _load_kenlm(path: str):
+    import kenlm
+
+    return kenlm.Model(path)
+
+
+def collect(scorers: Scorers, items: list[dict], csv: str, path: Path) -> dict:
+    """Candidates of every utterance of `items`, resumed from and saved to `path`."""
+    done = json.loads(path.read_text()) if path.is_file() else {}
+    wavs = {row["ID"]: row["wav"] for row in read_manifest(csv)}
+    todo = [it for it in items if it["id"] not in done]
+    if done:
+        logger.info("%s: %d utterances already scored, %d to go", path, len(done), len(todo))
+    for n, item in enumerate(tqdm(todo, desc=f"rescoring {Path(csv).name}"), 1):
+        done[item["id"]] = scorers.candidates(item, wavs[item["id"]])
+        if n % SAVE_EVERY == 0 or n == len(todo):
+            _write_atomic(path, done)
+    return done
+
+
+def _write_atomic(path: Path, payload: dict):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(json.dumps(payload))
+    tmp.replace(path)
+
+
+def pick(utterances: dict, weights: dict) -> dict[str, str]:
+    """The best candidate of each utterance under `weights` (moonshine, lm, words)."""
+    chosen = {}
+    for utt_id, utt in utterances.items():
+        totals = [c["ctc"] + sum(weights[k] * c[k] for k in weights) for c in utt["candidates"]]
+        chosen[utt_id] = utt["candidates"][int(np.argmax(totals))]["text"]
+    return chosen
+
+
+def scored(utterances: dict, hyps: dict[str, str]) -> dict:
+    ids = sorted(utterances)
+    items = [{"ref": utterances[i]["ref"], "age": utterances[i]["age"]} for i in ids]
+    return score(items, [hyps[i] for i in ids])
+
+
+def oracle(utterances: dict) -> dict[str, str]:
+    """The candidate closest to the reference (characters): what perfect rescoring could do."""
+    from jiwer import cer
+
+    return {i: min((c["text"] for c in u["candidates"]),
+                   key=lambda t: cer(u["ref"], t) if u["ref"] else len(t))
+            for i, u in utterances.items()}
+
+
+def tune(valid: dict, grid: dict = GRID) -> tuple[dict, list[dict]]:
+    """(the weights with the lowest validation WER (then CER), the whole grid's scores)."""
+    rows = []
+    for values in itertools.product(*grid.values()):
+        weights = dict(zip(grid, values))
+        rows.append({**weights, **scored(valid, pick(valid, weights))})
+    best = min(rows, key=lambda r: (r["wer"], r["cer"]))
+    return {k: best[k] for k in grid}, rows
+
+
+def summary(utterances: dict, weights: dict) -> dict:
+    """Scores of the chosen rescoring and of each first pass alone, on one split."""
+    return {"rescored": {**weights, **scored(utterances, pick(utterances, weights))},
+            "ctc_1best": scored(utterances, {i: u["ctc_1best"] for i, u in utterances.items()}),
+            "moonshine_1best": scored(utterances, {i: u["moonshine_1best"]
+                                                   for i, u in utterances.items()}),
+            "oracle_candidate": scored(utterances, oracle(utterances)),
+            "mean_candidates": float(np.mean([len(u["candidates"]) for u in utterances.values()]))}
+
+
+def run(args) -> dict:
+    per_split, encoder = {"valid": [], "test": []}, None
+    for path in args.checkpoints:
+        model, model_encoder, _, _ = load_pretrained(path)
+        if encoder is not None and characters_of(model_encoder) != characters_of(encoder):
+            raise ValueError(f"{path}: its output units differ from {args.checkpoints[0]}'s")
+        encoder = model_encoder
+        for split in per_split:
+            per_split[split].append(utterance_log_probs(model, getattr(args, f"{split}_csv")))
+        del model
+    lm = (str(write_transcript_lm(args.train_csv, args.work_dir, args.lm_order))
+          if args.lm_order else None)
+    scorers = Scorers(encoder, lm, args.nbest, args.beam_size, args.moonshine_beam,
+                      args.lm_alpha, args.lm_beta, args.cache_dir)
+    work = Path(args.work_dir)
+    splits = {split: collect(scorers, combine(models), getattr(args, f"{split}_csv"),
+                             work / f"candidates_{split}.json")
+              for split, models in per_split.items()}
+    weights, grid = tune(splits["valid"])
+    test = summary(splits["test"], weights)
+    return {"checkpoints": args.checkpoints, "nbest": args.nbest, "beam_size": args.beam_size,
+            "moonshine_beam": args.moonshine_beam, "lm_order": args.lm_order,
+            "lm_alpha": args.lm_alpha, "lm_beta": args.lm_beta, "chosen": weights,
+            "valid": summary(splits["valid"], weights), "test": test,
+            "wer": test["rescored"]["wer"], "cer": test["rescored"]["cer"],
+            "valid_grid": grid,
+            "hypotheses": pick(splits["test"], weights)}
+
+
+def main(argv=None):
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--checkpoints", nargs="+", required=True, help="asr_lhuc .pt files")
+    for split in ("train", "valid", "test"):
+        parser.add_argument(f"--{split}_csv", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--work_dir", default="exp/rescore", help="LM and candidate files")
+    parser.add_argument("--cache_dir", default=None, help="Moonshine encoder feature cache")
+    parser.add_argument("--nbest", type=int, default=10, help="CTC candidates per utterance")
+    parser.add_argument("--beam_size", type=int, default=10)
+    parser.add_argument("--moonshine_beam", type=int, default=4)
+    parser.add_argument("--lm_order", type=int, default=3, help="0: no LM")
+    parser.add_argument("--lm_alpha", type=float, default=0.5)
+    parser.add_argument("--lm_beta", type=float, default=1.0)
+    parser.add_argument("--threads", type=int, default=None)
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    results = run(args)
+    results["command"] = shlex.join(["python", "-m", "asr_lhuc.rescore", *argv])
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
+    print(json.dumps({k: results[k] for k in ("chosen", "valid", "test")}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -36,8 +36,12 @@ logger = logging.getLogger(__name__)
 
 
 @torch.no_grad()
-def utterance_log_probs(model, csv: str, batch_size: int = 16) -> list[dict]:
-    """Per utterance of `csv`: id, reference, age and its (T, V) log-probabilities (SI row)."""
+def utterance_log_probs(model, csv: str, batch_size: int = 16,
+                        speaker_rows: dict[str, int] | None = None) -> list[dict]:
+    """Per utterance of `csv`: id, reference, age and its (T, V) log-probabilities.
+
+    The SI row is used, or with `speaker_rows` ({speaker: LHUC row}, e.g. adapted speakers)
+    each utterance's speaker's row (the SI row for speakers not in it)."""
     utts = sorted((u for group in load_speakers(csv).values() for u in group),
                   key=lambda u: u.duration)
     device = next(model.parameters()).device
@@ -45,7 +49,9 @@ def utterance_log_probs(model, csv: str, batch_size: int = 16) -> list[dict]:
     for start in tqdm(range(0, len(utts), batch_size), desc=f"acoustic model {Path(csv).name}"):
         part = utts[start: start + batch_size]
         wavs, lens = pad_batch(part)
-        with lhuc.identities(model, None):
+        rows = None if speaker_rows is None else torch.tensor(
+            [speaker_rows.get(u.spk_id, -1) for u in part], device=device)
+        with lhuc.identities(model, rows):
             log_probs, out_lens = model(wavs.to(device), lens.to(device),
                                         utt_ids=[u.id for u in part])
         frames = torch.round(out_lens * log_probs.shape[1]).long().clamp(min=1).tolist()

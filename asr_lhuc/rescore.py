@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from .adapt.adapters import INDEX, load_speaker_adapter
 from .data import normalize_text, read_manifest, spell_digits
 from .data.text import DIGITS
 from .decode import characters_of, make_beam_searcher
@@ -216,16 +217,46 @@ def summary(utterances: dict, weights: dict) -> dict:
             "mean_candidates": float(np.mean([len(u["candidates"]) for u in utterances.values()]))}
 
 
-def run(args) -> dict:
+def load_adapters(model, folder: str, lhuc_targets: list[str] | None) -> dict[str, int]:
+    """Load the per-speaker adapters that adapt.py saved in `folder`; {speaker: LHUC row}.
+
+    An SI model gets LHUC at `lhuc_targets` first (adapt.py's `lhuc_targets`); a SAT-LHUC
+    model has its tables already. Speakers without an adapter decode with the SI row."""
+    index = json.loads((Path(folder) / INDEX).read_text())
+    if not index:
+        raise ValueError(f"{folder}/{INDEX} lists no adapted speakers")
+    if not model.has_lhuc:
+        if not lhuc_targets:
+            raise ValueError(f"{folder}: the checkpoint has no LHUC tables; give the adaptation's "
+                             "--lhuc_targets so they can be attached")
+        first = torch.load(Path(folder) / next(iter(index.values())), weights_only=True)
+        model.attach_speaker_lhuc(lhuc_targets, 0, reparam=first["meta"]["reparam"])
+        model.eval()
+    return {spk: load_speaker_adapter(model, folder, spk) for spk in index}
+
+
+def first_pass(args) -> tuple[dict, object]:
+    """({split: per-model utterance log-probs}, the models' text encoder)."""
+    adapters = args.adapters or ["none"] * len(args.checkpoints)
+    if len(adapters) != len(args.checkpoints):
+        raise ValueError(f"--adapters: {len(adapters)} folders for {len(args.checkpoints)} "
+                         "checkpoints (one per checkpoint, 'none' for none)")
     per_split, encoder = {"valid": [], "test": []}, None
-    for path in args.checkpoints:
+    for path, folder in zip(args.checkpoints, adapters):
         model, model_encoder, _, _ = load_pretrained(path)
         if encoder is not None and characters_of(model_encoder) != characters_of(encoder):
             raise ValueError(f"{path}: its output units differ from {args.checkpoints[0]}'s")
         encoder = model_encoder
+        rows = None if folder == "none" else load_adapters(model, folder, args.lhuc_targets)
         for split in per_split:
-            per_split[split].append(utterance_log_probs(model, getattr(args, f"{split}_csv")))
+            per_split[split].append(utterance_log_probs(model, getattr(args, f"{split}_csv"),
+                                                        speaker_rows=rows))
         del model
+    return per_split, encoder
+
+
+def run(args) -> dict:
+    per_split, encoder = first_pass(args)
     lm = (str(write_transcript_lm(args.train_csv, args.work_dir, args.lm_order))
           if args.lm_order else None)
     scorers = Scorers(encoder, lm, args.nbest, args.beam_size, args.moonshine_beam,
@@ -236,12 +267,18 @@ def run(args) -> dict:
               for split, models in per_split.items()}
     weights, grid = tune(splits["valid"])
     test = summary(splits["test"], weights)
-    return {"checkpoints": args.checkpoints, "nbest": args.nbest, "beam_size": args.beam_size,
+    test_rows = read_manifest(args.test_csv)
+    return {"corpus": args.corpus, "mode": "si" if not args.adapters else "lhuc_adapted",
+            "wer": test["rescored"]["wer"], "cer": test["rescored"]["cer"],
+            "n_utts": len(test_rows), "n_speakers": len({r["spk_id"] for r in test_rows}),
+            "wer_children": test["rescored"].get("wer_children"),
+            "wer_adults": test["rescored"].get("wer_adults"),
+            "device": f"cpu ({torch.get_num_threads()} threads)",
+            "checkpoints": args.checkpoints, "adapters": args.adapters, "nbest": args.nbest,
+            "beam_size": args.beam_size,
             "moonshine_beam": args.moonshine_beam, "lm_order": args.lm_order,
             "lm_alpha": args.lm_alpha, "lm_beta": args.lm_beta, "chosen": weights,
-            "valid": summary(splits["valid"], weights), "test": test,
-            "wer": test["rescored"]["wer"], "cer": test["rescored"]["cer"],
-            "valid_grid": grid,
+            "valid": summary(splits["valid"], weights), "test": test, "valid_grid": grid,
             "hypotheses": pick(splits["test"], weights)}
 
 
@@ -254,6 +291,11 @@ def main(argv=None):
     parser.add_argument("--out", required=True)
     parser.add_argument("--work_dir", default="exp/rescore", help="LM and candidate files")
     parser.add_argument("--cache_dir", default=None, help="Moonshine encoder feature cache")
+    parser.add_argument("--adapters", nargs="+", default=None,
+                        help="per checkpoint: a folder of adapt.py's speaker adapters, or 'none'")
+    parser.add_argument("--lhuc_targets", nargs="+", default=None,
+                        help="where the adapters' LHUC goes in an SI checkpoint")
+    parser.add_argument("--corpus", default="speechocean762")
     parser.add_argument("--nbest", type=int, default=10, help="CTC candidates per utterance")
     parser.add_argument("--beam_size", type=int, default=10)
     parser.add_argument("--moonshine_beam", type=int, default=4)

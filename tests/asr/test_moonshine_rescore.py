@@ -154,3 +154,38 @@ def test_cli_rescores_the_ctc_nbest_and_keeps_hypotheses(tmp_path):
                for c in u["candidates"])
     assert (tmp_path / "cache" / "moonshine-base" / "test0.pt").is_file()
     assert res["command"].startswith("python -m asr_lhuc.rescore")
+
+
+def test_saved_speaker_adapters_change_only_their_speakers_posteriors(tmp_path):
+    import lhuc
+    from asr_lhuc.adapt.adapters import save_speaker_adapters
+    from asr_lhuc.lm_tuning import utterance_log_probs
+    from asr_lhuc.pretrained import load_pretrained
+    from asr_lhuc.rescore import load_adapters
+
+    torch.manual_seed(0)
+    model = CTCAcousticModel(n_tokens=29, cnn_channels=(4, 8), rnn_layers=1, rnn_neurons=16,
+                             dnn_neurons=24, dropout=0.0)
+    model.train()
+    model(0.05 * torch.randn(2, 16000), torch.ones(2))  # normalisation statistics
+    ckpt = save_pretrained(tmp_path / "m.pt", model.eval(), make_text_encoder(),
+                           SpeakerMap(["a"]))
+    test = manifest(tmp_path, "test", ["A DOG", "THE CAT", "A CAT", "A DOG"], 2)  # test0/test1
+    adapted = load_pretrained(ckpt)[0]
+    adapted.attach_speaker_lhuc(["DNN.block_0.act"], 1, reparam="exp")
+    with torch.no_grad():
+        next(iter(lhuc.lhuc_tables(adapted).values())).rows[0].fill_(0.7)  # not amplitude 1
+    save_speaker_adapters(adapted, {"test0": 0, "test1": -1}, tmp_path / "adapters")
+
+    fresh = load_pretrained(ckpt)[0]
+    with pytest.raises(ValueError, match="lhuc_targets"):
+        load_adapters(fresh, str(tmp_path / "adapters"), None)
+    rows = load_adapters(fresh, str(tmp_path / "adapters"), ["DNN.block_0.act"])
+    assert list(rows) == ["test0"]  # test1 was not adapted: SI row
+    si = {it["id"]: it["log_probs"] for it in utterance_log_probs(load_pretrained(ckpt)[0], test)}
+    with_rows = {it["id"]: it["log_probs"]
+                 for it in utterance_log_probs(fresh, test, speaker_rows=rows)}
+    speaker = {"test0": "test0", "test2": "test0", "test1": "test1", "test3": "test1"}
+    for utt, log_probs in with_rows.items():
+        same = torch.allclose(log_probs, si[utt], atol=1e-6)
+        assert same == (speaker[utt] == "test1"), utt

@@ -153,7 +153,8 @@ def _load_kenlm(path: str):
 
 
 def collect(scorers: Scorers, items: list[dict], csv: str, path: Path) -> dict:
-    """Candidates of every utterance of `items`, resumed from and saved to `path`."""
+    """Candidates of every utterance of `items`, resumed from and saved to `path` (a file
+    that may be shared by runs over other subsets of the same utterances and first pass)."""
     done = json.loads(path.read_text()) if path.is_file() else {}
     wavs = {row["ID"]: row["wav"] for row in read_manifest(csv)}
     todo = [it for it in items if it["id"] not in done]
@@ -163,7 +164,7 @@ def collect(scorers: Scorers, items: list[dict], csv: str, path: Path) -> dict:
         done[item["id"]] = scorers.candidates(item, wavs[item["id"]])
         if n % SAVE_EVERY == 0 or n == len(todo):
             _write_atomic(path, done)
-    return done
+    return {it["id"]: done[it["id"]] for it in items}  # the file may hold other utterances
 
 
 def _write_atomic(path: Path, payload: dict):

@@ -127,6 +127,8 @@ def test_candidates_are_saved_and_a_rerun_resumes(tmp_path):
     assert json.loads(path.read_text()).keys() == first.keys() == {"test0", "test1"}
     again = collect(Counting(), items, csv, path)
     assert calls == ["test0", "test1", "test2"] and len(again) == 3  # only the new one scored
+    subset = collect(Counting(), items[1:2], csv, path)  # a subset is read from the same file
+    assert list(subset) == ["test1"] and len(calls) == 3
 
 
 def test_cli_rescores_the_ctc_nbest_and_keeps_hypotheses(tmp_path):

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from .cli import add_decoding_args
 from .decode import characters_of, greedy_texts, make_beam_searcher
 from .lm import write_transcript_lm
 from .lm_tuning import beam_decode, score, utterance_log_probs
@@ -83,11 +84,7 @@ def main(argv=None):
     parser.add_argument("--train_csv", default=None, help="transcripts of the n-gram LM")
     parser.add_argument("--out", required=True)
     parser.add_argument("--work_dir", default="exp/ensemble", help="where the LM is written")
-    parser.add_argument("--beam_size", type=int, default=10)
-    parser.add_argument("--lm_order", type=int, default=3, help="0: no LM")
-    parser.add_argument("--lm_alpha", type=float, default=0.5)
-    parser.add_argument("--lm_beta", type=float, default=1.0)
-    parser.add_argument("--threads", type=int, default=None)
+    add_decoding_args(parser)
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     if args.beam_size > 1 and args.lm_order and not args.train_csv:

@@ -6,13 +6,9 @@ import math
 
 import pytest
 import torch
-from test_lm_tuning import manifest
+from test_lm_tuning import manifest, tiny_checkpoint
 
-from asr_lhuc.decode import make_text_encoder
 from asr_lhuc.ensemble import combine, main
-from asr_lhuc.model import CTCAcousticModel
-from asr_lhuc.pretrained import save_pretrained
-from asr_lhuc.speakers import SpeakerMap
 
 
 def items(log_probs: torch.Tensor, utt: str = "u") -> list[dict]:
@@ -33,15 +29,7 @@ def test_combination_is_the_log_of_the_mean_posterior():
 
 
 def test_cli_scores_each_model_and_the_ensemble_and_keeps_hypotheses(tmp_path):
-    paths = []
-    for seed in (0, 1):
-        torch.manual_seed(seed)
-        model = CTCAcousticModel(n_tokens=29, cnn_channels=(4, 8), rnn_layers=1,
-                                 rnn_neurons=16, dnn_neurons=24, dropout=0.0)
-        model.train()
-        model(0.05 * torch.randn(2, 16000), torch.ones(2))  # normalisation statistics
-        paths.append(str(save_pretrained(tmp_path / f"m{seed}.pt", model.eval(),
-                                         make_text_encoder(), SpeakerMap(["a"]))))
+    paths = [str(tiny_checkpoint(tmp_path / f"m{seed}.pt", seed)) for seed in (0, 1)]
     test = manifest(tmp_path, "test", ["A DOG", "THE CAT", "A CAT"], 2)
     out = tmp_path / "ens.json"
     main(["--checkpoints", *paths, "--test_csv", test, "--out", str(out), "--beam_size", "1"])

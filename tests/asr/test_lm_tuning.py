@@ -28,15 +28,19 @@ def manifest(folder, name, texts, seed):
     return str(folder / f"{name}.csv")
 
 
-def test_lm_weights_are_chosen_on_valid_and_tested_once(tmp_path):
-    pytest.importorskip("kenlm", reason="the n-gram LM needs `pip install kenlm`")
-    torch.manual_seed(0)
+def tiny_checkpoint(path, seed: int = 0):
+    """A small untrained character CTC model (with normalisation statistics), saved."""
+    torch.manual_seed(seed)
     model = CTCAcousticModel(n_tokens=29, cnn_channels=(4, 8), rnn_layers=1, rnn_neurons=16,
                              dnn_neurons=24, dropout=0.0)
     model.train()
     model(0.05 * torch.randn(2, 16000), torch.ones(2))  # normalisation statistics
-    ckpt = save_pretrained(tmp_path / "m.pt", model.eval(), make_text_encoder(),
-                           SpeakerMap(["a"]))
+    return save_pretrained(path, model.eval(), make_text_encoder(), SpeakerMap(["a"]))
+
+
+def test_lm_weights_are_chosen_on_valid_and_tested_once(tmp_path):
+    pytest.importorskip("kenlm", reason="the n-gram LM needs `pip install kenlm`")
+    ckpt = tiny_checkpoint(tmp_path / "m.pt")
     train = manifest(tmp_path, "train", ["A CAT", "THE DOG", "A DOG"] * 3, 0)
     valid = manifest(tmp_path, "valid", ["A CAT", "THE DOG"], 1)
     test = manifest(tmp_path, "test", ["A DOG", "THE CAT", "A CAT"], 2)

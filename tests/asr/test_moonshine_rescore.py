@@ -9,12 +9,10 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 import torch
-from test_lm_tuning import manifest
+from test_lm_tuning import manifest, tiny_checkpoint
 
 from asr_lhuc.data import normalize_text, spell_digits
 from asr_lhuc.decode import make_text_encoder
-from asr_lhuc.model import CTCAcousticModel
-from asr_lhuc.pretrained import save_pretrained
 from asr_lhuc.rescore import (
     capitalised_words,
     collect,
@@ -24,7 +22,6 @@ from asr_lhuc.rescore import (
     tune,
     written_forms,
 )
-from asr_lhuc.speakers import SpeakerMap
 
 pytest.importorskip("onnxruntime", reason="onnxruntime absent: the project's `moonshine` extra")
 pytest.importorskip("moonshine_cpp", reason="Moonshine weights absent: the `moonshine` extra")
@@ -132,13 +129,7 @@ def test_candidates_are_saved_and_a_rerun_resumes(tmp_path):
 
 
 def test_cli_rescores_the_ctc_nbest_and_keeps_hypotheses(tmp_path):
-    torch.manual_seed(0)
-    model = CTCAcousticModel(n_tokens=29, cnn_channels=(4, 8), rnn_layers=1, rnn_neurons=16,
-                             dnn_neurons=24, dropout=0.0)
-    model.train()
-    model(0.05 * torch.randn(2, 16000), torch.ones(2))  # normalisation statistics
-    ckpt = save_pretrained(tmp_path / "m.pt", model.eval(), make_text_encoder(),
-                           SpeakerMap(["a"]))
+    ckpt = tiny_checkpoint(tmp_path / "m.pt")
     train = manifest(tmp_path, "train", ["A CAT", "THE DOG"], 0)
     valid = manifest(tmp_path, "valid", ["A CAT", "THE DOG"], 1)
     test = manifest(tmp_path, "test", ["A DOG", "THE CAT", "A CAT"], 2)
@@ -165,13 +156,7 @@ def test_saved_speaker_adapters_change_only_their_speakers_posteriors(tmp_path):
     from asr_lhuc.pretrained import load_pretrained
     from asr_lhuc.rescore import load_adapters
 
-    torch.manual_seed(0)
-    model = CTCAcousticModel(n_tokens=29, cnn_channels=(4, 8), rnn_layers=1, rnn_neurons=16,
-                             dnn_neurons=24, dropout=0.0)
-    model.train()
-    model(0.05 * torch.randn(2, 16000), torch.ones(2))  # normalisation statistics
-    ckpt = save_pretrained(tmp_path / "m.pt", model.eval(), make_text_encoder(),
-                           SpeakerMap(["a"]))
+    ckpt = tiny_checkpoint(tmp_path / "m.pt")
     test = manifest(tmp_path, "test", ["A DOG", "THE CAT", "A CAT", "A DOG"], 2)  # test0/test1
     adapted = load_pretrained(ckpt)[0]
     adapted.attach_speaker_lhuc(["DNN.block_0.act"], 1, reparam="exp")

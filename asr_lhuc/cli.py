@@ -1,0 +1,31 @@
+"""What the decoding command lines share: beam/LM options and writing a results JSON."""
+
+import argparse
+import json
+import shlex
+from pathlib import Path
+
+import torch
+
+
+def add_decoding_args(parser: argparse.ArgumentParser, lm_weights: bool = True) -> None:
+    """--beam_size, --lm_order (0: no LM), optionally --lm_alpha/--lm_beta, and --threads."""
+    parser.add_argument("--beam_size", type=int, default=10)
+    parser.add_argument("--lm_order", type=int, default=3, help="0: no LM")
+    if lm_weights:
+        parser.add_argument("--lm_alpha", type=float, default=0.5)
+        parser.add_argument("--lm_beta", type=float, default=1.0)
+    parser.add_argument("--threads", type=int, default=None)
+
+
+def set_threads(args) -> None:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+
+def write_results(path: str, results: dict, module: str, argv: list[str]) -> dict:
+    """Write `results` with the command that made them (`python -m module argv`) to `path`."""
+    results["command"] = shlex.join(["python", "-m", module, *argv])
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(results, indent=1) + "\n")
+    return results

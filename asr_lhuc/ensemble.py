@@ -19,13 +19,11 @@ import argparse
 import json
 import logging
 import math
-import shlex
 import sys
-from pathlib import Path
 
 import torch
 
-from .cli import add_decoding_args
+from .cli import add_decoding_args, set_threads, write_results
 from .decode import characters_of, greedy_texts, make_beam_searcher
 from .lm import write_transcript_lm
 from .lm_tuning import beam_decode, score, utterance_log_probs
@@ -89,13 +87,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.beam_size > 1 and args.lm_order and not args.train_csv:
         parser.error("--lm_order > 0 needs --train_csv (the LM's transcripts)")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    results = run(args.checkpoints, args.test_csv, args.train_csv, args.work_dir,
-                  args.beam_size, args.lm_order, args.lm_alpha, args.lm_beta)
-    results["command"] = shlex.join(["python", "-m", "asr_lhuc.ensemble", *argv])
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
+    set_threads(args)
+    results = write_results(args.out, run(args.checkpoints, args.test_csv, args.train_csv,
+                                           args.work_dir, args.beam_size, args.lm_order,
+                                           args.lm_alpha, args.lm_beta),
+                            "asr_lhuc.ensemble", argv)
     print(json.dumps({k: v for k, v in results.items() if k != "hypotheses"}, indent=1))
 
 

@@ -16,7 +16,6 @@ import argparse
 import itertools
 import json
 import logging
-import shlex
 import sys
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from tqdm import tqdm
 import lhuc
 
 from .adapt.utterances import load_speakers, pad_batch
+from .cli import add_decoding_args, set_threads, write_results
 from .data import normalize_text
 from .decode import beam_texts, make_beam_searcher
 from .lm import write_transcript_lm
@@ -104,18 +104,14 @@ def main(argv=None):
     parser.add_argument("--work_dir", default="exp/lm_tuning", help="where the LM is written")
     parser.add_argument("--alphas", type=float, nargs="+", default=[0.3, 0.5, 0.8, 1.2])
     parser.add_argument("--betas", type=float, nargs="+", default=[0.0, 1.0, 2.0])
-    parser.add_argument("--beam_size", type=int, default=10)
-    parser.add_argument("--lm_order", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=None)
+    add_decoding_args(parser, lm_weights=False)
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    results = tune(args.checkpoint, args.train_csv, args.valid_csv, args.test_csv, args.work_dir,
-                   args.alphas, args.betas, args.beam_size, args.lm_order)
-    results["command"] = shlex.join(["python", "-m", "asr_lhuc.lm_tuning", *argv])
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
+    set_threads(args)
+    results = write_results(args.out, tune(args.checkpoint, args.train_csv, args.valid_csv,
+                                           args.test_csv, args.work_dir, args.alphas, args.betas,
+                                           args.beam_size, args.lm_order),
+                            "asr_lhuc.lm_tuning", argv)
     print(json.dumps({k: results[k] for k in ("chosen", "test", "test_default")}, indent=1))
 
 

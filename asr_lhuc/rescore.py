@@ -31,7 +31,6 @@ import itertools
 import json
 import logging
 import math
-import shlex
 import sys
 from pathlib import Path
 
@@ -42,6 +41,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .adapt.adapters import INDEX, load_speaker_adapter
+from .cli import add_decoding_args, set_threads, write_results
 from .data import normalize_text, read_manifest, spell_digits
 from .data.text import DIGITS
 from .decode import characters_of, make_beam_searcher
@@ -298,20 +298,12 @@ def main(argv=None):
                         help="where the adapters' LHUC goes in an SI checkpoint")
     parser.add_argument("--corpus", default="speechocean762")
     parser.add_argument("--nbest", type=int, default=10, help="CTC candidates per utterance")
-    parser.add_argument("--beam_size", type=int, default=10)
     parser.add_argument("--moonshine_beam", type=int, default=4)
-    parser.add_argument("--lm_order", type=int, default=3, help="0: no LM")
-    parser.add_argument("--lm_alpha", type=float, default=0.5)
-    parser.add_argument("--lm_beta", type=float, default=1.0)
-    parser.add_argument("--threads", type=int, default=None)
+    add_decoding_args(parser)
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    results = run(args)
-    results["command"] = shlex.join(["python", "-m", "asr_lhuc.rescore", *argv])
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
+    set_threads(args)
+    results = write_results(args.out, run(args), "asr_lhuc.rescore", argv)
     print(json.dumps({k: results[k] for k in ("chosen", "valid", "test")}, indent=1))
 
 

@@ -1,6 +1,9 @@
-"""Moonshine's pretrained encoder (Useful Sensors / Moonshine AI, MIT) as a second frozen
-front end, fused with Whisper's (`CTCAcousticModel(moonshine_model="base")`)."""
+"""Moonshine-base (Useful Sensors / Moonshine AI, MIT): its pretrained encoder as a second frozen
+front end, fused with Whisper's (`CTCAcousticModel(moonshine_model="base")`), and its decoder and
+tokenizer as the second-pass scorer of `python -m asr_lhuc.rescore`."""
 
+from .decoder import MoonshineDecoder
 from .frontend import MoonshineFrontend, moonshine_encoder_path
+from .tokenizer import MoonshineTokenizer
 
-__all__ = ["MoonshineFrontend", "moonshine_encoder_path"]
+__all__ = ["MoonshineDecoder", "MoonshineFrontend", "MoonshineTokenizer", "moonshine_encoder_path"]

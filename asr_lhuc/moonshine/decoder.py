@@ -5,8 +5,6 @@ of any token sequence (teacher forcing, all candidates of an utterance in one ba
 n-best list by beam search (with the decoder's key/value cache, so each step feeds one token).
 """
 
-import functools
-
 import numpy as np
 
 from .frontend import _session, moonshine_encoder_path
@@ -114,8 +112,3 @@ class MoonshineDecoder:
         finished.sort(key=lambda c: c[1], reverse=True)
         return [([t for t in tokens[1:] if t != EOS], score)
                 for tokens, score in finished[:beam_size]]
-
-
-@functools.lru_cache(maxsize=1)
-def default_decoder() -> MoonshineDecoder:
-    return MoonshineDecoder("base")

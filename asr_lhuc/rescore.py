@@ -256,6 +256,19 @@ def first_pass(args) -> tuple[dict, object]:
     return per_split, encoder
 
 
+def training_summary(checkpoints: list[str]) -> dict:
+    """checkpoint, epochs, train_seconds and params of the first-pass model(s), from the
+    training results that train.py stores in each checkpoint (sums over an ensemble)."""
+    blobs = [torch.load(path, map_location="cpu", weights_only=True) for path in checkpoints]
+    runs = [blob.get("extra", {}).get("results", {}) for blob in blobs]
+    single = len(checkpoints) == 1
+    return {"checkpoint": checkpoints[0] if single else checkpoints,
+            "epochs": runs[0].get("epochs") if single else [r.get("epochs") for r in runs],
+            "train_seconds": sum(r.get("train_seconds") or 0 for r in runs),
+            "params": sum(r.get("params") or sum(v.numel() for v in b["state_dict"].values())
+                          for r, b in zip(runs, blobs))}
+
+
 def run(args) -> dict:
     per_split, encoder = first_pass(args)
     lm = (str(write_transcript_lm(args.train_csv, args.work_dir, args.lm_order))
@@ -275,6 +288,8 @@ def run(args) -> dict:
             "wer_children": test["rescored"].get("wer_children"),
             "wer_adults": test["rescored"].get("wer_adults"),
             "device": f"cpu ({torch.get_num_threads()} threads)",
+            **training_summary(args.checkpoints),
+            "second_pass": "Moonshine-base decoder (frozen, int8 ONNX from moonshine-cpp)",
             "checkpoints": args.checkpoints, "adapters": args.adapters, "nbest": args.nbest,
             "beam_size": args.beam_size,
             "moonshine_beam": args.moonshine_beam, "lm_order": args.lm_order,

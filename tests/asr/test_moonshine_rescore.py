@@ -142,6 +142,8 @@ def test_cli_rescores_the_ctc_nbest_and_keeps_hypotheses(tmp_path):
     assert sorted(res["hypotheses"]) == ["test0", "test1", "test2"]
     assert res["test"]["rescored"]["n_utts"] == 3 and res["valid"]["ctc_1best"]["n_utts"] == 2
     assert set(res["chosen"]) == {"moonshine", "lm", "words"} and res["wer"] >= 0
+    assert res["checkpoint"] == str(ckpt) and res["params"] > 1000 and res["n_speakers"] == 2
+    assert res["wer"] == res["test"]["rescored"]["wer"] and res["mode"] == "si"
     saved = json.loads((work / "candidates_test.json").read_text())
     assert all(c["ctc"] <= 0 and c["moonshine"] <= 0 for u in saved.values()
                for c in u["candidates"])

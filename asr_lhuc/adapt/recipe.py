@@ -34,7 +34,7 @@ from .config import AdaptConfig
 from .lexicon import Lexicon
 from .online import online_hypotheses
 from .pipeline import adapt_speakers, decode_speakers, score
-from .protocols import split_protocol
+from .protocols import split_protocol, write_split_manifests
 from .report import (
     format_table,
     markdown,
@@ -279,6 +279,7 @@ def run(hp: dict, prepare_fn, command: str) -> dict:
     speakers = load_speakers(hp["test_csv"], max_speakers=hp.get("max_speakers"),
                              max_utts=hp.get("max_utts"))
     adapt_set, score_set = split_protocol(speakers, hp["protocol"], hp.get("seed", 1234))
+    write_split_manifests(hp["test_csv"], adapt_set, score_set, hp["output_folder"])
     cfg = AdaptConfig.from_dict(hp["adapt"])
     models = Models(hp)
     data = {"adapt": adapt_set, "score": score_set, "baselines": {}}

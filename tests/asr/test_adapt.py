@@ -378,3 +378,19 @@ def test_external_hypotheses_become_targets(corpus, trained, tmp_path):
     got = {t.utt.id: t.text for ts in targets.values() for t in ts}
     assert got == {u.id: u.text for u in utts[1:]}
     assert sum(report.empty.values()) == 1
+
+
+def test_held_out_split_is_written_as_manifests(tmp_path):
+    from test_lm_tuning import manifest
+
+    from asr_lhuc.adapt.protocols import write_split_manifests
+    from asr_lhuc.data import read_manifest
+
+    csv = manifest(tmp_path, "test", ["A", "B", "C", "D", "E", "F"], 0)  # 2 speakers x 3
+    adapt_set, score_set = split_protocol(load_speakers(csv), "held_out", seed=3)
+    paths = write_split_manifests(csv, adapt_set, score_set, tmp_path / "out")
+    scored = {r["ID"] for r in read_manifest(paths["scored"])}
+    adapted = {r["ID"] for r in read_manifest(paths["adapt"])}
+    assert scored == {u.id for utts in score_set.values() for u in utts}
+    assert adapted == {u.id for utts in adapt_set.values() for u in utts}
+    assert not scored & adapted and len(scored | adapted) == 6

@@ -121,10 +121,11 @@ class Scorers:
         frames = self.frontend.cached(item["id"], wav).numpy()
         beams = self.decoder.beam_search(frames, self.moonshine_beam)
         raw = [self.tokenizer.decode(tokens) for tokens, _ in beams]
-        texts = list(dict.fromkeys(ctc_nbest + [normalize_text(spell_digits(r)) for r in raw]))
+        moonshine_nbest = [normalize_text(spell_digits(r)) for r in raw]
+        texts = list(dict.fromkeys(ctc_nbest + moonshine_nbest))
         names = capitalised_words(raw)
         forms = {t: list(dict.fromkeys(
-            [r for r in raw if normalize_text(spell_digits(r)) == t] + written_forms(t, names)))
+            [r for r, n in zip(raw, moonshine_nbest) if n == t] + written_forms(t, names)))
             for t in texts}
         flat = [(t, f) for t in texts for f in forms[t]]
         scores = self.decoder.sequence_log_probs(frames,
@@ -137,7 +138,7 @@ class Scorers:
                        "words": len(t.split())} for t in texts]
         return {"ref": item["ref"], "age": item["age"],
                 "ctc_1best": ctc_nbest[0] if ctc_nbest else "",
-                "moonshine_1best": normalize_text(spell_digits(raw[0])) if raw else "",
+                "moonshine_1best": moonshine_nbest[0] if raw else "",
                 "candidates": candidates}
 
     def lm_log_prob(self, text: str) -> float:
@@ -280,7 +281,7 @@ def run(args) -> dict:
                              work / f"candidates_{split}.json")
               for split, models in per_split.items()}
     weights, grid = tune(splits["valid"])
-    test = summary(splits["test"], weights)
+    test, hypotheses = summary(splits["test"], weights), pick(splits["test"], weights)
     test_rows = read_manifest(args.test_csv)
     return {"corpus": args.corpus, "mode": "si" if not args.adapters else "lhuc_adapted",
             "wer": test["rescored"]["wer"], "cer": test["rescored"]["cer"],
@@ -295,7 +296,7 @@ def run(args) -> dict:
             "moonshine_beam": args.moonshine_beam, "lm_order": args.lm_order,
             "lm_alpha": args.lm_alpha, "lm_beta": args.lm_beta, "chosen": weights,
             "valid": summary(splits["valid"], weights), "test": test, "valid_grid": grid,
-            "hypotheses": pick(splits["test"], weights)}
+            "hypotheses": hypotheses}
 
 
 def main(argv=None):

@@ -10,7 +10,7 @@ import numpy as np
 from .frontend import _session, moonshine_encoder_path
 
 BOS, EOS = 1, 2
-LAYERS, HEADS, HEAD_DIM = 8, 8, 52  # Moonshine-base's decoder
+HEADS, HEAD_DIM = 8, 52  # Moonshine-base's decoder attention
 TOKENS_PER_SECOND = 6.5  # generation stops after this many tokens per second of audio (+ 10)
 FRAMES_PER_SECOND = 16000 / 384
 
@@ -28,19 +28,25 @@ class MoonshineDecoder:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no Moonshine decoder beside the encoder")
         self.session = _session(str(path))
+        # The cache it returns ("present.*"), by the input name it goes back in as.
+        self.cache_names = [o.name.replace("present.", "past_key_values.")
+                            for o in self.session.get_outputs()[1:]]
 
-    def _log_probs(self, frames: np.ndarray, input_ids: np.ndarray) -> np.ndarray:
-        """(N, L, V) next-token log-probs for N prefixes (L tokens each) of one utterance."""
+    def _run(self, frames: np.ndarray, input_ids: np.ndarray, past: dict | None):
+        """(N, L, V) log-probs after each of N prefixes' L new tokens, and the new key/value
+        cache. `past` None: the prefixes are fed whole (the encoder's k/v are computed)."""
         n = len(input_ids)
-        states = np.broadcast_to(frames.astype(np.float32), (n, *frames.shape)).copy()
-        inputs = {"input_ids": input_ids.astype(np.int64), "encoder_hidden_states": states,
-                  "use_cache_branch": np.array([False])}
+        inputs = {"input_ids": input_ids.astype(np.int64),
+                  "encoder_hidden_states": np.broadcast_to(frames.astype(np.float32),
+                                                           (n, *frames.shape)).copy(),
+                  "use_cache_branch": np.array([past is not None])}
         empty = np.zeros((n, HEADS, 0, HEAD_DIM), dtype=np.float32)
-        for layer in range(LAYERS):
-            for part in ("decoder", "encoder"):
-                for kind in ("key", "value"):
-                    inputs[f"past_key_values.{layer}.{part}.{kind}"] = empty
-        return log_softmax(self.session.run(["logits"], inputs)[0])
+        outputs = self.session.run(None, {**inputs, **(past or dict.fromkeys(self.cache_names,
+                                                                              empty))})
+        present = dict(zip(self.cache_names, outputs[1:]))
+        if past is not None:  # the cached branch returns the encoder's k/v unchanged
+            present.update({k: v for k, v in past.items() if ".encoder." in k})
+        return log_softmax(outputs[0]), present
 
     def sequence_log_probs(self, frames: np.ndarray, token_lists: list[list[int]]) -> np.ndarray:
         """log P(tokens, EOS | audio) of each token list, given (T, 416) encoder frames."""
@@ -51,35 +57,11 @@ class MoonshineDecoder:
             inputs[i, 1: len(tokens) + 1] = tokens
             inputs[i, 0] = BOS
             targets[i, : len(tokens)] = tokens
-        log_probs = self._log_probs(frames, inputs)
+        log_probs = self._run(frames, inputs, None)[0]
         picked = np.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
         lengths = np.array([len(t) + 1 for t in token_lists])  # tokens + EOS
         mask = np.arange(width)[None] < lengths[:, None]
         return (picked * mask).sum(axis=1)
-
-    def _step(self, frames: np.ndarray, input_ids: np.ndarray, past: dict | None):
-        """Next-token log-probs (N, V) and the new key/value cache; `past` None: first step."""
-        n = len(input_ids)
-        inputs = {"input_ids": input_ids.astype(np.int64),
-                  "encoder_hidden_states": np.broadcast_to(frames.astype(np.float32),
-                                                           (n, *frames.shape)).copy(),
-                  "use_cache_branch": np.array([past is not None])}
-        if past is None:
-            empty = np.zeros((n, HEADS, 0, HEAD_DIM), dtype=np.float32)
-            past = {name: empty for name in self._past_names()}
-        inputs.update(past)
-        outputs = self.session.run(None, inputs)
-        names = [o.name for o in self.session.get_outputs()]
-        present = {name.replace("present.", "past_key_values."): value
-                   for name, value in zip(names[1:], outputs[1:])}
-        if inputs["use_cache_branch"][0]:  # the cached branch returns encoder k/v unchanged
-            present.update({k: v for k, v in past.items() if ".encoder." in k})
-        return log_softmax(outputs[0][:, -1]), present
-
-    @staticmethod
-    def _past_names() -> list[str]:
-        return [f"past_key_values.{layer}.{part}.{kind}" for layer in range(LAYERS)
-                for part in ("decoder", "encoder") for kind in ("key", "value")]
 
     def beam_search(self, frames: np.ndarray, beam_size: int = 4,
                     max_tokens: int | None = None) -> list[tuple[list[int], float]]:
@@ -89,7 +71,8 @@ class MoonshineDecoder:
         beams, finished, past = [([BOS], 0.0)], [], None
         input_ids = np.array([[BOS]])
         for _ in range(max_tokens):
-            log_probs, present = self._step(frames, input_ids, past)
+            log_probs, present = self._run(frames, input_ids, past)
+            log_probs = log_probs[:, -1]
             candidates = []
             for origin, ((tokens, score), row) in enumerate(zip(beams, log_probs)):
                 for token in np.argsort(row)[-beam_size:]:

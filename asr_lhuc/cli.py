@@ -16,11 +16,27 @@ def add_decoding_args(parser: argparse.ArgumentParser, lm_weights: bool = True) 
         parser.add_argument("--lm_alpha", type=float, default=0.5)
         parser.add_argument("--lm_beta", type=float, default=1.0)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--device", default=None,
+                        help="cpu, cuda or cuda:N for the acoustic models (default: cuda when "
+                             "there is one)")
 
 
 def set_threads(args) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
+
+
+def pick_device(name: str | None = None) -> torch.device:
+    """The device asked for, else the GPU where there is one: the models run there and
+    their log-probabilities come back to the CPU for decoding."""
+    return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def describe_device(device: torch.device) -> str:
+    """How results name the device: a GPU by its name, the CPU with its thread count."""
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({torch.get_num_threads()} threads)"
 
 
 def write_results(path: str, results: dict, module: str, argv: list[str]) -> dict:

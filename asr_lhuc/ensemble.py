@@ -23,7 +23,7 @@ import sys
 
 import torch
 
-from .cli import add_decoding_args, set_threads, write_results
+from .cli import add_decoding_args, describe_device, pick_device, set_threads, write_results
 from .decode import characters_of, greedy_texts, make_beam_searcher
 from .lm import write_transcript_lm
 from .lm_tuning import beam_decode, score, utterance_log_probs
@@ -48,10 +48,11 @@ def combine(per_model: list[list[dict]]) -> list[dict]:
 
 @torch.no_grad()
 def run(checkpoints: list[str], test_csv: str, train_csv: str | None, work_dir: str,
-        beam_size: int = 10, lm_order: int = 3, alpha: float = 0.5, beta: float = 1.0) -> dict:
-    per_model, encoder = [], None
+        beam_size: int = 10, lm_order: int = 3, alpha: float = 0.5, beta: float = 1.0,
+        device: str | None = None) -> dict:
+    per_model, encoder, device = [], None, pick_device(device)
     for path in checkpoints:
-        model, model_encoder, _, _ = load_pretrained(path)
+        model, model_encoder, _, _ = load_pretrained(path, device)
         if encoder is not None and characters_of(model_encoder) != characters_of(encoder):
             raise ValueError(f"{path}: its output units differ from {checkpoints[0]}'s")
         encoder = model_encoder
@@ -59,6 +60,7 @@ def run(checkpoints: list[str], test_csv: str, train_csv: str | None, work_dir: 
     items = combine(per_model)
     greedy = [greedy_texts(it["log_probs"][None], torch.ones(1), encoder)[0] for it in items]
     results = {"checkpoints": checkpoints, "test_csv": test_csv,
+               "device": describe_device(device),
                "greedy": score(items, greedy),
                "single_models_greedy": [
                    score(m, [greedy_texts(it["log_probs"][None], torch.ones(1), encoder)[0]
@@ -90,7 +92,7 @@ def main(argv=None):
     set_threads(args)
     results = write_results(args.out, run(args.checkpoints, args.test_csv, args.train_csv,
                                            args.work_dir, args.beam_size, args.lm_order,
-                                           args.lm_alpha, args.lm_beta),
+                                           args.lm_alpha, args.lm_beta, args.device),
                             "asr_lhuc.ensemble", argv)
     print(json.dumps({k: v for k, v in results.items() if k != "hypotheses"}, indent=1))
 

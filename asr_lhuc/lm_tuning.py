@@ -25,7 +25,7 @@ from tqdm import tqdm
 import lhuc
 
 from .adapt.utterances import load_speakers, pad_batch
-from .cli import add_decoding_args, set_threads, write_results
+from .cli import add_decoding_args, describe_device, pick_device, set_threads, write_results
 from .data import normalize_text
 from .decode import beam_texts, make_beam_searcher
 from .lm import write_transcript_lm
@@ -76,9 +76,10 @@ def score(items: list[dict], hyps: list[str]) -> dict:
 
 def tune(checkpoint: str, train_csv: str, valid_csv: str, test_csv: str, work_dir: str,
          alphas: list[float], betas: list[float], beam_size: int = 10, lm_order: int = 3,
-         default: tuple[float, float] = (0.5, 1.0)) -> dict:
+         default: tuple[float, float] = (0.5, 1.0), device: str | None = None) -> dict:
     """Grid-search (alpha, beta) by validation WER; test with the best pair and the default."""
-    model, encoder, _, _ = load_pretrained(checkpoint)
+    device = pick_device(device)
+    model, encoder, _, _ = load_pretrained(checkpoint, device)
     lm = str(write_transcript_lm(train_csv, work_dir, lm_order))
     valid, test = utterance_log_probs(model, valid_csv), utterance_log_probs(model, test_csv)
     grid = []
@@ -87,6 +88,7 @@ def tune(checkpoint: str, train_csv: str, valid_csv: str, test_csv: str, work_di
         grid.append({"alpha": alpha, "beta": beta, **score(valid, beam_decode(valid, searcher))})
     best = min(grid, key=lambda g: (g["wer"], g["cer"]))
     results = {"checkpoint": checkpoint, "beam_size": beam_size, "lm_order": lm_order,
+               "device": describe_device(device),
                "valid_grid": grid, "chosen": {"alpha": best["alpha"], "beta": best["beta"]}}
     for name, (alpha, beta) in (("test", (best["alpha"], best["beta"])), ("test_default", default)):
         searcher = make_beam_searcher(encoder, beam_size, lm, alpha, beta)
@@ -110,7 +112,8 @@ def main(argv=None):
     set_threads(args)
     results = write_results(args.out, tune(args.checkpoint, args.train_csv, args.valid_csv,
                                            args.test_csv, args.work_dir, args.alphas, args.betas,
-                                           args.beam_size, args.lm_order),
+                                           args.beam_size, args.lm_order,
+                                           device=args.device),
                             "asr_lhuc.lm_tuning", argv)
     print(json.dumps({k: results[k] for k in ("chosen", "test", "test_default")}, indent=1))
 

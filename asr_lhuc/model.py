@@ -38,7 +38,8 @@ class FrontEndOutput:
 
 
 class StatsDetachedNormalization(InputNormalization):
-    """SpeechBrain's global input normalisation, with statistics that never carry gradients.
+    """SpeechBrain's global input normalisation, with statistics that never carry gradients
+    and that live on the model's device.
 
     Its running mean/std are updated from the batch itself; when the features are trained
     (fine-tuned Whisper blocks) they would otherwise hold the batch's graph into the next one.
@@ -46,6 +47,22 @@ class StatsDetachedNormalization(InputNormalization):
 
     def _update_global_stats(self, x, mask):
         super()._update_global_stats(x.detach(), mask)
+
+    # SpeechBrain keeps the statistics as plain tensor attributes, not buffers, and moves them
+    # only in its own `.to()`, which `model.to(device)` never calls on a child module. They
+    # also come back from a checkpoint on the CPU. Both left them on the CPU beside a CUDA
+    # model. `_apply` is what every move or cast of the parent runs on each child, so the
+    # statistics follow the model there, and loaded statistics go where the model already is.
+    def _apply(self, fn, recurse=True):
+        super()._apply(fn, recurse)
+        self.glob_mean, self.glob_std = fn(self.glob_mean), fn(self.glob_std)
+        return self
+
+    def _load_statistics_dict(self, state):
+        device = self.glob_mean.device
+        state = dict(state, glob_mean=torch.as_tensor(state["glob_mean"]).to(device),
+                     glob_std=torch.as_tensor(state["glob_std"]).to(device))
+        return super()._load_statistics_dict(state)
 
 
 class CTCAcousticModel(nn.Module):

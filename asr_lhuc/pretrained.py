@@ -30,7 +30,7 @@ def save_pretrained(path: str | Path, model: CTCAcousticModel, text_encoder, spe
         "model_config": model.config,
         "lhuc_config": model.lhuc_config,
         "state_dict": state,
-        "normalize": {k: (torch.as_tensor(v).float() if k != "count" else int(v))
+        "normalize": {k: (torch.as_tensor(v).float().cpu() if k != "count" else int(v))
                       for k, v in norm.items()},
         "characters": "".join(characters_of(text_encoder)),
         "units": characters_of(text_encoder),  # the output labels, pieces or characters

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .adapt.adapters import INDEX, load_speaker_adapter
-from .cli import add_decoding_args, set_threads, write_results
+from .cli import add_decoding_args, describe_device, pick_device, set_threads, write_results
 from .data import normalize_text, read_manifest, spell_digits
 from .data.text import DIGITS
 from .decode import characters_of, make_beam_searcher
@@ -245,7 +245,7 @@ def first_pass(args) -> tuple[dict, object]:
                          "checkpoints (one per checkpoint, 'none' for none)")
     per_split, encoder = {"valid": [], "test": []}, None
     for path, folder in zip(args.checkpoints, adapters):
-        model, model_encoder, _, _ = load_pretrained(path)
+        model, model_encoder, _, _ = load_pretrained(path, pick_device(args.device))
         if encoder is not None and characters_of(model_encoder) != characters_of(encoder):
             raise ValueError(f"{path}: its output units differ from {args.checkpoints[0]}'s")
         encoder = model_encoder
@@ -288,7 +288,7 @@ def run(args) -> dict:
             "n_utts": len(test_rows), "n_speakers": len({r["spk_id"] for r in test_rows}),
             "wer_children": test["rescored"].get("wer_children"),
             "wer_adults": test["rescored"].get("wer_adults"),
-            "device": f"cpu ({torch.get_num_threads()} threads)",
+            "device": describe_device(pick_device(args.device)),
             **training_summary(args.checkpoints),
             "second_pass": "Moonshine-base decoder (frozen, int8 ONNX from moonshine-cpp)",
             "checkpoints": args.checkpoints, "adapters": args.adapters, "nbest": args.nbest,

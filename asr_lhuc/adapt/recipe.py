@@ -98,7 +98,7 @@ class Models:
             encoder, beam_size=beam, kenlm_model_path=self.lm_path,
             alpha=self.hp.get("lm_alpha", 0.5), beta=self.hp.get("lm_beta", 1.0),
         ) if beam > 1 else None
-        system = AsrSystem(model, encoder, searcher=searcher,
+        system = AsrSystem(model, encoder, device=self.hp.get("device"), searcher=searcher,
                            cache=self.hp.get("cache_prefix", True), lexicon=self.lexicon,
                            snap_outputs=self.snap_outputs)
         if system.cache is not None:  # share the frozen prefix between runs of one checkpoint
@@ -290,7 +290,7 @@ def run(hp: dict, prepare_fn, command: str) -> dict:
     if hp.get("sweeps"):
         found["sweeps"] = sweeps(models, data, cfg, hp, out)
     found.update(n_speakers=len(speakers), adapt_config=cfg.to_dict(),
-                 device=str(AsrSystem.default_device()),
+                 device=str(hp.get("device") or AsrSystem.default_device()),
                  wall_seconds=time.perf_counter() - start)
     payload = summarise(found, hp, command)
     name = hp.get("results_name", "adapt.json")
@@ -312,9 +312,11 @@ def main(prepare_fn, script: str) -> dict:
     """Entry point of recipes/<Corpus>/ASR/CTC/adapt.py (SpeechBrain-style arguments)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     argv = sys.argv[1:]
-    hparams_file, _, overrides = sb.parse_arguments(argv)
+    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
     with open(hparams_file) as fin:
         hp = load_hyperpyyaml(fin, overrides)
+    if run_opts["device"]:  # `--device cuda:0` as for train.py; else the GPU where there is one
+        hp["device"] = run_opts["device"]
     if hp.get("threads"):
         torch.set_num_threads(int(hp["threads"]))
     return run(hp, prepare_fn, " ".join(["python", script, *map(shlex.quote, argv)]))

@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TORCHREC_CPU_DEPS := fbgemm-gpu-cpu==1.9.0 tensordict torchmetrics==1.0.3 pyre-extensions
 
-.PHONY: demo test lint setup torchrec
+.PHONY: demo test lint setup torchrec gpu-check
 
 setup: $(STAMP)
 
@@ -34,3 +34,8 @@ lint: $(STAMP)
 
 test: lint
 	OMP_NUM_THREADS=2 $(VENV)/bin/pytest -q
+
+# On a GPU machine: the ASR port's device tests, training, decoding and adaptation timing
+# (results/asr/synthetic/gpu_check.json); installs what that machine lacks, no .venv needed.
+gpu-check:
+	bash benchmarks/gpu_check.sh

@@ -33,6 +33,7 @@ from asr_lhuc.adapt import (  # noqa: E402
 )
 from asr_lhuc.adapt.batched import adapt_batched  # noqa: E402
 from asr_lhuc.adapt.loop import adapt_per_speaker  # noqa: E402
+from asr_lhuc.cli import pick_device  # noqa: E402
 from asr_lhuc.pretrained import load_pretrained  # noqa: E402
 
 
@@ -40,7 +41,7 @@ def build(model, encoder, targets, cache, share_with=None):
     model = copy.deepcopy(model)
     if not model.has_lhuc:
         model.attach_speaker_lhuc(targets, 0)
-    system = AsrSystem(model, encoder, cache=cache)
+    system = AsrSystem(model, encoder, device=next(model.parameters()).device, cache=cache)
     if share_with is not None and system.cache is not None:
         system.cache.store = share_with.cache.store  # prefix outputs computed once, not timed
     return system
@@ -57,6 +58,41 @@ def _wers(model, encoder, args, speakers, targets, cfg, first) -> dict:
     return wers
 
 
+def measure(model, encoder, speakers, cfg, lhuc_targets, cache=True, repeats=3,
+            warmup=True) -> dict:
+    """Loop and batched adaptation of all `speakers`, timed alternately `repeats` times after an
+    untimed run of each (on a GPU the first run pays for CUDA's start-up and kernel choice)."""
+    first = build(model, encoder, lhuc_targets, cache)
+    targets, _ = make_targets(first, speakers, cfg)  # one first pass, shared by both modes
+    result = {"n_speakers": len(speakers), "n_utts": sum(len(u) for u in speakers.values()),
+              "cache": cache, "device": str(first.device), "config": cfg.to_dict(),
+              "warmup": warmup}
+    for repeat in range(-1 if warmup else 0, repeats):
+        for name, adapt in (("loop", adapt_per_speaker), ("batched", adapt_batched)):
+            system = build(model, encoder, lhuc_targets, cache, first)
+            rows = add_speaker_rows(system.model, list(targets))
+            _sync(system.device)
+            start = time.perf_counter()
+            info = adapt(system, targets, rows, cfg)
+            _sync(system.device)
+            if repeat >= 0:
+                result.setdefault(f"{name}_all_seconds", []).append(time.perf_counter() - start)
+    for name in ("loop", "batched"):
+        result[f"{name}_seconds"] = min(result[f"{name}_all_seconds"])
+        result[f"{name}_per_speaker_seconds"] = result[f"{name}_seconds"] / len(speakers)
+    result["batched_steps"] = info["steps"]
+    result["speedup"] = result["loop_seconds"] / result["batched_seconds"]
+    args = argparse.Namespace(lhuc_targets=lhuc_targets, no_cache=not cache)
+    result["wer_after"] = _wers(model, encoder, args, speakers, targets, cfg, first)
+    return result
+
+
+def _sync(device: torch.device) -> None:
+    """Wait for queued GPU work, so that a stopwatch reads finished work."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True)
@@ -70,31 +106,17 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no_cache", action="store_true")
     parser.add_argument("--repeats", type=int, default=3, help="report the fastest of these")
+    parser.add_argument("--no_warmup", action="store_true", help="time the first runs too")
+    parser.add_argument("--device", default=None, help="default: cuda when there is one")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    model, encoder, _, _ = load_pretrained(args.checkpoint)
+    model, encoder, _, _ = load_pretrained(args.checkpoint, pick_device(args.device))
     speakers = load_speakers(args.test_csv, max_speakers=args.max_speakers)
     cfg = AdaptConfig(lr=args.lr, epochs=args.epochs, batch_size=args.batch_size)
-    first = build(model, encoder, args.lhuc_targets, not args.no_cache)
-    targets, _ = make_targets(first, speakers, cfg)  # one first pass, shared by both modes
-    result = {"checkpoint": args.checkpoint, "n_speakers": len(speakers),
-              "n_utts": sum(len(u) for u in speakers.values()), "cache": not args.no_cache,
-              "threads": args.threads, "device": str(first.device), "config": cfg.to_dict(),
+    result = {"checkpoint": args.checkpoint, "threads": args.threads,
+              **measure(model, encoder, speakers, cfg, args.lhuc_targets, not args.no_cache,
+                        args.repeats, not args.no_warmup),
               "command": " ".join(["python", *sys.argv])}
-    for _ in range(args.repeats):  # alternate the modes so load changes hit both alike
-        for name, adapt in (("loop", adapt_per_speaker), ("batched", adapt_batched)):
-            system = build(model, encoder, args.lhuc_targets, not args.no_cache, first)
-            rows = add_speaker_rows(system.model, list(targets))
-            start = time.perf_counter()
-            info = adapt(system, targets, rows, cfg)
-            seconds = time.perf_counter() - start
-            result.setdefault(f"{name}_all_seconds", []).append(seconds)
-    for name in ("loop", "batched"):
-        result[f"{name}_seconds"] = min(result[f"{name}_all_seconds"])
-        result[f"{name}_per_speaker_seconds"] = result[f"{name}_seconds"] / len(speakers)
-    result["batched_steps"] = info["steps"]
-    result["speedup"] = result["loop_seconds"] / result["batched_seconds"]
-    result["wer_after"] = _wers(model, encoder, args, speakers, targets, cfg, first)
     print(json.dumps(result, indent=1))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -175,3 +175,27 @@ def test_adaptation_batched_loop_online_and_held_out_on(device, synthetic, tmp_p
     assert moved > 0, "no row moved"
     hyps = decode_speakers(system, speakers, info["rows"])
     assert sorted(hyps) == sorted(speakers)
+
+
+def test_gpu_check_script_runs_its_steps_on_the_cpu(tmp_path):
+    """benchmarks/gpu_check.py at tiny size: what a GPU machine runs, so CI notices a break."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_check",
+                                                  ROOT / "benchmarks" / "gpu_check.py")
+    gpu_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_check)
+    out = tmp_path / "gpu_check.json"
+    gpu_check.main(["--device", "cpu", "--tiny", "--skip_tests", "--epochs", "1",
+                    "--repeats", "1", "--work", str(tmp_path / "work"), "--out", str(out)])
+    saved = json.loads(out.read_text())
+    assert saved["device"].startswith("cpu") and saved["training"]["epochs"] == 1
+    assert saved["training"]["epoch_seconds"] > 0 and saved["training"]["n_test_utts"] == 8
+    adaptation = saved["adaptation"]
+    assert adaptation["n_speakers"] == 2 and adaptation["warmup"]
+    assert adaptation["loop_seconds"] > 0 and adaptation["batched_seconds"] > 0
+    assert saved["batched_over_loop_speedup"] == pytest.approx(
+        adaptation["loop_seconds"] / adaptation["batched_seconds"])
+    # loop and batched are two schedules of the same adaptation: the same second pass
+    assert adaptation["wer_after"]["loop"] == pytest.approx(adaptation["wer_after"]["batched"],
+                                                            abs=0.15)

@@ -146,15 +146,16 @@ def test_train_resume_init_from_and_decode_on(device, synthetic, tmp_path):
     assert model.has_lhuc and len(speakers) == 3
 
 
+@pytest.mark.parametrize("protocol", ["transductive", "held_out"])
 @pytest.mark.parametrize("device", DEVICES)
-def test_adaptation_batched_loop_online_and_held_out_on(device, synthetic, tmp_path):
+def test_adaptation_batched_loop_online_and_oracle_on(device, protocol, synthetic, tmp_path):
     from asr_lhuc.adapt.recipe import run
 
     hp = {"corpus": "synthetic", "seed": 1, "device": device,
           "si_checkpoint": str(SI_CHECKPOINT), "sat_checkpoint": str(SI_CHECKPOINT),
           "lhuc_targets": TARGETS, "test_csv": str(synthetic / "test.csv"),
-          "protocol": "held_out", "mode": "batched", "compare_loop": True,
-          "systems": ["si", "si_lhuc", "si_lhuc_online"],
+          "protocol": protocol, "mode": "batched", "compare_loop": True,
+          "systems": ["si", "si_lhuc", "si_lhuc_online", "si_lhuc_oracle"],
           "adapt": {"lr": 0.05, "epochs": 2, "batch_size": 4},
           "output_folder": str(tmp_path / "exp"), "results_folder": str(tmp_path / "res")}
     payload = run(hp, None, "pytest")
@@ -175,6 +176,22 @@ def test_adaptation_batched_loop_online_and_held_out_on(device, synthetic, tmp_p
     assert moved > 0, "no row moved"
     hyps = decode_speakers(system, speakers, info["rows"])
     assert sorted(hyps) == sorted(speakers)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_ensemble_command_runs_its_models_on(device, synthetic, tmp_path):
+    """`--device` of the decoding commands (ensemble; rescore and lm_tuning share its first
+    pass, `utterance_log_probs`, and the option): the models run there, scores come back."""
+    from asr_lhuc.ensemble import main
+
+    out = tmp_path / "ensemble.json"
+    main(["--checkpoints", str(SI_CHECKPOINT), str(SI_CHECKPOINT), "--test_csv",
+          str(synthetic / "test.csv"), "--out", str(out), "--beam_size", "1",
+          "--device", device])
+    res = json.loads(out.read_text())
+    assert res["device"].startswith(device) and res["greedy"]["n_utts"] == 8
+    # two copies of one model: their average is that model, on any device
+    assert res["greedy"]["wer"] == pytest.approx(res["single_models_greedy"][0]["wer"])
 
 
 def test_gpu_check_script_runs_its_steps_on_the_cpu(tmp_path):

@@ -2,9 +2,11 @@
 
 Core pieces, one per file: reparameterisations (`reparam`), per-identity amplitude tables with a
 speaker-independent row (`table`), SAT-LHUC sampling (`sat`), PPNet gate networks (`gate`),
-attaching LHUC to named layers (`attach`), adapter files (`adapter_io`) and folding (`fold`).
+attaching LHUC to named layers (`attach`), adapter files (`adapter_io`), folding (`fold`) and
+Bayesian LHUC (`bayes`: a Gaussian posterior per identity, shrunk toward the SI row).
 """
 
+from . import bayes
 from .adapter_io import lhuc_state_dict, load_adapter, save_adapter
 from .attach import (
     add_identities,
@@ -23,7 +25,7 @@ from .reparam import REPARAMS, Reparam, get_reparam
 from .table import AmplitudeTable
 
 __all__ = [
-    "AmplitudeTable", "GateBank", "GateNN", "LHUCConfig", "REPARAMS", "Reparam",
+    "AmplitudeTable", "GateBank", "bayes", "GateNN", "LHUCConfig", "REPARAMS", "Reparam",
     "add_identities", "attach_lhuc", "detach_lhuc", "fold_lhuc", "freeze_non_lhuc",
     "get_reparam", "identities", "lhuc_parameters", "lhuc_state_dict", "lhuc_tables",
     "load_adapter", "save_adapter", "set_identities",

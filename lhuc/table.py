@@ -41,6 +41,12 @@ class AmplitudeTable(nn.Module):
         self.sat_level = check_level(sat_level)
         self.rows = nn.Parameter(torch.full((num_ids, dim), self.reparam.init_r))
         self.si = nn.Parameter(torch.full((dim,), self.reparam.init_r))
+        # Bayesian LHUC (`lhuc.bayes`): the rows are then the posterior means, `log_std` the
+        # posterior's log standard deviations, and `sample` draws r from it in forward passes.
+        self.register_parameter("log_std", None)
+        self.prior_std: float | None = None
+        self.init_log_std = 0.0
+        self.sample = False
 
     @property
     def num_ids(self) -> int:
@@ -65,7 +71,11 @@ class AmplitudeTable(nn.Module):
         if self.num_ids == 0:  # an SI-only table (e.g. before any speaker is added)
             return self.si.expand(ids.shape[0], -1)
         known = (ids >= 0).unsqueeze(1)
-        return torch.where(known, self.rows[ids.clamp(min=0)], self.si)
+        rows = self.rows[ids.clamp(min=0)]
+        if self.sample and self.log_std is not None:  # one reparameterised draw per element
+            std = self.log_std[ids.clamp(min=0)].exp()
+            rows = rows + std * torch.randn_like(rows)
+        return torch.where(known, rows, self.si)
 
     def amplitudes(self, ids: torch.Tensor) -> torch.Tensor:
         """Amplitudes (B, dim) for `ids`, with utterance/identity-level SAT in training mode."""
@@ -116,9 +126,15 @@ class AmplitudeTable(nn.Module):
         new = torch.full((n, self.dim), self.reparam.init_r, device=self.rows.device,
                          dtype=self.rows.dtype)
         self.rows = nn.Parameter(torch.cat([self.rows.data, new]), self.rows.requires_grad)
+        if self.log_std is not None:
+            new_std = torch.full_like(new, self.init_log_std)
+            self.log_std = nn.Parameter(torch.cat([self.log_std.data, new_std]),
+                                        self.log_std.requires_grad)
         return torch.arange(start, start + n)
 
     @torch.no_grad()
     def reset_ids(self, ids: torch.Tensor) -> None:
         """Put the rows of `ids` back to amplitude 1."""
         self.rows[ids.long()] = self.reparam.init_r
+        if self.log_std is not None:
+            self.log_std[ids.long()] = self.init_log_std

@@ -29,6 +29,13 @@ class AdaptConfig:
         online_epochs: online mode: passes over the utterances so far after each new one (the
             row is warm-started, so a few passes per utterance add up quickly).
         row_init: new speakers' rows start at amplitude 1 ("one") or at the SI row ("si").
+        prior_std: Bayesian LHUC (`lhuc.bayes`) when set: each speaker's row gets a Gaussian
+            posterior, with a prior of this standard deviation around the SI row; decoding
+            uses the posterior mean. None: plain LHUC.
+        posterior_init_std: the posterior's starting standard deviation (Bayesian LHUC).
+        kl_weight: weight of the KL(posterior || prior) term, per adaptation utterance.
+        si_kl: rho in [0, 1): the loss becomes (1 - rho) * loss + rho * KL(SI outputs ||
+            adapted outputs) per frame (Yu et al. 2013); 0 turns it off.
         seed: seeds the order of each speaker's mini-batches.
     """
 
@@ -47,6 +54,10 @@ class AdaptConfig:
     max_adapt_seconds: float | None = None
     online_epochs: int = 1
     row_init: str = "one"
+    prior_std: float | None = None
+    posterior_init_std: float = 0.05
+    kl_weight: float = 1.0
+    si_kl: float = 0.0
     seed: int = 1234
 
     def __post_init__(self):
@@ -63,6 +74,10 @@ class AdaptConfig:
             raise ValueError("loss frame_ce needs first-pass targets (no alignment of transcripts)")
         if not 0.0 < self.top_fraction <= 1.0:
             raise ValueError(f"top_fraction must lie in (0, 1], got {self.top_fraction}")
+        if self.prior_std is not None and (self.prior_std <= 0 or self.posterior_init_std <= 0):
+            raise ValueError("prior_std and posterior_init_std must be > 0 (or prior_std null)")
+        if not 0.0 <= self.si_kl < 1.0:
+            raise ValueError(f"si_kl must lie in [0, 1), got {self.si_kl}")
         if self.epochs < 0 or self.batch_size < 1 or self.rounds < 1:
             raise ValueError("need epochs >= 0, batch_size >= 1 and rounds >= 1")
 

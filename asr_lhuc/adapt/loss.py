@@ -9,7 +9,11 @@ from .targets import Target
 
 def utterance_ctc(system: AsrSystem, targets: list[Target], rows: torch.Tensor) -> torch.Tensor:
     """CTC loss per utterance (B,), divided by target length, with LHUC rows `rows` (B,)."""
-    log_probs, frames = system.log_probs([t.utt for t in targets], rows.to(system.device))
+    return _ctc(system, targets, *system.log_probs([t.utt for t in targets],
+                                                   rows.to(system.device)))
+
+
+def _ctc(system, targets, log_probs, frames) -> torch.Tensor:
     ids = [t.ids for t in targets]
     flat = torch.cat(ids).to(system.device)
     target_lens = torch.tensor([len(i) for i in ids], device=system.device)
@@ -18,10 +22,8 @@ def utterance_ctc(system: AsrSystem, targets: list[Target], rows: torch.Tensor) 
     return loss / target_lens
 
 
-def utterance_frame_ce(system: AsrSystem, targets: list[Target],
-                       rows: torch.Tensor) -> torch.Tensor:
+def _frame_ce(system, targets, log_probs, frames) -> torch.Tensor:
     """Frame cross-entropy per utterance (B,) against the first pass's best-path labels."""
-    log_probs, frames = system.log_probs([t.utt for t in targets], rows.to(system.device))
     losses = []
     for b, target in enumerate(targets):
         n = min(int(frames[b]), len(target.frames))
@@ -29,12 +31,33 @@ def utterance_frame_ce(system: AsrSystem, targets: list[Target],
     return torch.stack(losses)
 
 
+LOSSES = {"ctc": _ctc, "frame_ce": _frame_ce}
+
+
 def utterance_loss(system: AsrSystem, targets: list[Target], rows: torch.Tensor,
-                   kind: str = "ctc") -> torch.Tensor:
-    """`utterance_ctc` or `utterance_frame_ce` by name."""
-    if kind == "frame_ce":
-        return utterance_frame_ce(system, targets, rows)
-    return utterance_ctc(system, targets, rows)
+                   kind: str = "ctc", si_kl: float = 0.0) -> torch.Tensor:
+    """Per-utterance loss (B,) on the targets: CTC or frame cross-entropy (`kind`).
+
+    With `si_kl` = rho > 0 it is (1 - rho) * loss + rho * KL(SI model || adapted model), the
+    KL per frame between the output distributions with the SI row and with the speaker's row
+    (Yu et al., ICASSP 2013): where the noisy targets say little, the outputs stay the SI
+    model's."""
+    utts = [t.utt for t in targets]
+    log_probs, frames = system.log_probs(utts, rows.to(system.device))
+    loss = LOSSES[kind](system, targets, log_probs, frames)
+    if si_kl > 0:
+        with torch.no_grad():
+            si_log_probs, _ = system.log_probs(utts, torch.full_like(rows, -1).to(system.device))
+        loss = (1 - si_kl) * loss + si_kl * frame_kl(si_log_probs, log_probs, frames)
+    return loss
+
+
+def frame_kl(reference: torch.Tensor, log_probs: torch.Tensor,
+             frames: torch.Tensor) -> torch.Tensor:
+    """Mean over each utterance's frames of KL(reference || model), from log-probs (B, T, V)."""
+    kl = (reference.exp() * (reference - log_probs)).sum(dim=-1).float()
+    valid = torch.arange(kl.shape[1], device=kl.device)[None] < frames.to(kl.device)[:, None]
+    return (kl * valid).sum(dim=1) / frames.to(kl.device)
 
 
 def speaker_balanced(per_utt: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

@@ -36,12 +36,17 @@ class RowGuard:
 
     `mask_grads` zeroes the gradients of all other rows and the SI row before a step;
     `restore` puts those rows back to their values at construction after the step (optimisers
-    with momentum or weight decay would otherwise still move them).
+    with momentum or weight decay would otherwise still move them). Per-row parameters are the
+    rows and, with Bayesian LHUC, their posterior's `log_std`.
     """
 
     def __init__(self, model):
         self.tables = list(lhuc.lhuc_tables(model).values())
-        self.saved = [(t.rows.detach().clone(), t.si.detach().clone()) for t in self.tables]
+        self.refresh()
+
+    @staticmethod
+    def _per_row(table) -> list:
+        return [p for p in (table.rows, table.log_std) if p is not None]
 
     def _inactive(self, table, active: torch.Tensor) -> torch.Tensor:
         mask = torch.ones(table.num_ids, dtype=torch.bool, device=table.rows.device)
@@ -51,18 +56,22 @@ class RowGuard:
     @torch.no_grad()
     def mask_grads(self, active: torch.Tensor) -> None:
         for table in self.tables:
-            if table.rows.grad is not None:
-                table.rows.grad[self._inactive(table, active)] = 0.0
+            inactive = self._inactive(table, active)
+            for param in self._per_row(table):
+                if param.grad is not None:
+                    param.grad[inactive] = 0.0
             if table.si.grad is not None:
                 table.si.grad.zero_()
 
     @torch.no_grad()
     def restore(self, active: torch.Tensor) -> None:
-        for table, (rows, si) in zip(self.tables, self.saved):
+        for table, (per_row, si) in zip(self.tables, self.saved):
             inactive = self._inactive(table, active)
-            table.rows[inactive] = rows[inactive]
+            for param, saved in zip(self._per_row(table), per_row):
+                param[inactive] = saved[inactive]
             table.si.copy_(si)
 
     def refresh(self) -> None:
         """Take the current values as the ones to keep (after a speaker is finished)."""
-        self.saved = [(t.rows.detach().clone(), t.si.detach().clone()) for t in self.tables]
+        self.saved = [([p.detach().clone() for p in self._per_row(t)], t.si.detach().clone())
+                      for t in self.tables]

@@ -65,6 +65,9 @@ def read_dataset_rows(path: str | Path) -> dict[str, dict]:
                              f"{', '.join(REQUIRED_COLUMNS)} (the prepare_* functions write them)")
         rows = {}
         for line, row in enumerate(reader, start=2):
+            if None in row.values():
+                raise ValueError(f"{path}:{line}: fewer fields than the header's "
+                                 f"{len(reader.fieldnames)}")
             uid = row.pop("ID")
             if uid in rows:
                 raise ValueError(f"{path}:{line}: duplicate ID {uid!r}")

@@ -157,6 +157,14 @@ def test_a_bad_duration_is_named_with_file_and_line(tmp_path):
         dataio_prepare(hp)
 
 
+def test_a_short_row_is_named_with_file_and_line(tmp_path):
+    hp = hparams(tmp_path, good_items("u"))
+    with open(hp["train_csv"], "a") as f:
+        f.write("u9,0.5\n")
+    with pytest.raises(ValueError, match=r"train\.csv:6: fewer fields than the header's 7"):
+        dataio_prepare(hp)
+
+
 def test_adaptation_skips_a_nan_utterance_counted_and_logged(tmp_path, caplog):
     csv_path = manifest(tmp_path, "test", good_items("a") + [
         ("a_nan", "spk0", "A CAT", nan_audio(), RATE),

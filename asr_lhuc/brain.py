@@ -20,6 +20,8 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 import lhuc
 
 from .data import normalize_text
+from .data.audio import check_manifest_audio, load_manifest_audio
+from .data.manifest import read_dataset_rows
 from .decode import beam_texts, greedy_texts, make_text_encoder
 from .scoring import wer_by_age_group, wer_cer
 from .speakers import SpeakerMap
@@ -217,21 +219,29 @@ def dataio_prepare(hparams: dict):
     ``sp_model_type``, trained in ``output_folder``) and ``sorting`` ("ascending" |
     "descending" | "random"). Rows whose normalised transcript is
     empty or uses characters outside ``characters`` are counted, logged and dropped.
+    A manifest with a missing column, or a file that is missing, unreadable, not mono or not at
+    the model's rate (``model.config["sample_rate"]``, 16 kHz) is refused naming the file; a
+    file with NaN/inf samples is refused when it is loaded.
     Training speakers (sorted) get LHUC rows 0..n-1; every other speaker maps to the SI row.
     """
     encoder, tokenize = make_units(hparams)
     chars = set(hparams["characters"])
+    rate = getattr(hparams.get("model"), "config", {}).get("sample_rate", 16000)
     datasets = {}
     for split in ("train", "valid", "test"):
-        data = DynamicItemDataset.from_csv(csv_path=hparams[f"{split}_csv"])
-        bad = [uid for uid, row in data.data.items()
-               if not _readable_chars(normalize_text(row["wrd"]), chars)]
-        if bad:
-            logger.warning("%s: dropped %d utterances with empty transcripts or characters "
-                           "outside the unit set (first: %s)", split, len(bad), bad[:3])
-            data = data.filtered(key_test={"wrd": lambda w: _readable_chars(normalize_text(w),
-                                                                           chars)})
-        datasets[split] = data
+        csv_path = hparams[f"{split}_csv"]
+        rows = read_dataset_rows(csv_path)
+        # A transcript the units cannot spell is one unusable row, not a broken manifest: skip
+        # it (counted, named) and train on the rest; bad audio below is refused instead, since
+        # preparation has already skipped such files and one here means a stale manifest.
+        kept = {uid: row for uid, row in rows.items()
+                if _readable_chars(normalize_text(row["wrd"]), chars)}
+        if len(kept) < len(rows):
+            logger.warning("%s: dropped %d of %d utterances with empty transcripts or characters "
+                           "outside the unit set (first: %s)", csv_path, len(rows) - len(kept),
+                           len(rows), [uid for uid in rows if uid not in kept][:3])
+        check_manifest_audio([row["wav"] for row in kept.values()], rate, csv_path)
+        datasets[split] = DynamicItemDataset(kept)
     sorting = hparams.get("sorting", "ascending")
     if sorting in ("ascending", "descending"):
         datasets["train"] = datasets["train"].filtered_sorted(
@@ -240,7 +250,7 @@ def dataio_prepare(hparams: dict):
     for split in ("valid", "test"):
         datasets[split] = datasets[split].filtered_sorted(sort_key="duration")
     speaker_map = SpeakerMap(sorted({row["spk_id"] for row in datasets["train"].data.values()}))
-    _add_pipelines(list(datasets.values()), encoder, tokenize, speaker_map)
+    _add_pipelines(list(datasets.values()), encoder, tokenize, speaker_map, rate)
     return datasets, encoder, speaker_map
 
 
@@ -258,11 +268,11 @@ def make_units(hparams: dict):
     return make_text_encoder(subwords.labels), subwords.pieces
 
 
-def _add_pipelines(datasets, encoder, tokenize, speaker_map):
+def _add_pipelines(datasets, encoder, tokenize, speaker_map, sample_rate):
     @sb.utils.data_pipeline.takes("wav")
     @sb.utils.data_pipeline.provides("sig")
     def audio_pipeline(wav):
-        return sb.dataio.dataio.read_audio(wav)
+        return torch.from_numpy(load_manifest_audio(wav, sample_rate))
 
     @sb.utils.data_pipeline.takes("wrd")
     @sb.utils.data_pipeline.provides("tokens")

@@ -1,13 +1,14 @@
 """Test speakers' utterances held in memory (adaptation reads them many times)."""
 
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from asr_lhuc.data import AudioProblem, load_audio, read_manifest, resample
+from asr_lhuc.data import AudioProblem, load_audio, resample
+from asr_lhuc.data.manifest import read_dataset_rows
 
 logger = logging.getLogger(__name__)
 
@@ -29,11 +30,15 @@ def load_speakers(csv_path, sample_rate: int = 16000, speakers: list[str] | None
                   ) -> dict[str, list[SpeakerUtterance]]:
     """Read a manifest CSV and load its audio, grouped by speaker (utterances sorted by ID).
 
-    Unreadable audio is skipped with a warning naming the file (the data layer already filters
-    bad audio, so this should not happen). `speakers` keeps only those speakers.
+    Audio that cannot be used (missing, unreadable, empty, NaN/inf samples) is skipped: each
+    file is named in a warning and the skips are counted in one more, so that no such utterance
+    is scored and the shrunken set is visible. Other rates are resampled (counted, logged).
+    `speakers` keeps only those speakers.
     """
     groups: dict[str, list[SpeakerUtterance]] = defaultdict(list)
-    rows = sorted(read_manifest(csv_path), key=lambda r: (r["spk_id"], r["ID"]))
+    rows = sorted(({"ID": uid, **row} for uid, row in read_dataset_rows(csv_path).items()),
+                  key=lambda r: (r["spk_id"], r["ID"]))  # read_dataset_rows checks the columns
+    skipped, resampled, name = Counter(), 0, Path(csv_path).name
     for row in rows:
         spk = row["spk_id"]
         if speakers is not None and spk not in speakers:
@@ -45,12 +50,19 @@ def load_speakers(csv_path, sample_rate: int = 16000, speakers: list[str] | None
         try:
             signal, rate = load_audio(row["wav"])
         except AudioProblem as err:
-            logger.warning("skipping utterance %s of %s: %s", row["ID"], Path(csv_path).name, err)
+            logger.warning("skipping utterance %s of %s: %s", row["ID"], name, err)
+            skipped[err.reason] += 1
             continue
+        resampled += rate != sample_rate
         signal = resample(signal, rate, sample_rate)
         groups[spk].append(SpeakerUtterance(row["ID"], spk, torch.from_numpy(signal).float(),
                                             row["wrd"], len(signal) / sample_rate,
                                             row.get("age", "")))
+    if skipped:
+        logger.warning("%s: skipped %d utterances with unusable audio (%s); they are not scored",
+                       name, sum(skipped.values()), dict(skipped))
+    if resampled:
+        logger.warning("%s: resampled %d utterances to %d Hz", name, resampled, sample_rate)
     return dict(sorted(groups.items()))
 
 

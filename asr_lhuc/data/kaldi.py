@@ -4,7 +4,14 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .audio import MISSING_WAV, UNREADABLE, AudioProblem, check_signal, load_audio
+from .audio import (
+    MISSING_WAV,
+    NOT_MONO,
+    UNREADABLE,
+    AudioProblem,
+    check_signal,
+    read_channels,
+)
 from .manifest import Utterance
 from .summary import PrepSummary
 from .text import normalize_text
@@ -89,12 +96,16 @@ def keep_usable_audio(
     """Read every file; fill in durations; skip (and count) unusable ones.
 
     A wrong sample rate is skipped, not resampled: for a corpus recorded at ``expected_rate``
-    another rate means a broken or foreign file.
+    another rate means a broken or foreign file. So is a multi-channel file: the manifest keeps
+    the original files, which training reads as they are (mono only).
     """
     kept = []
     for utt in tqdm(utterances, desc=desc, unit="utt", mininterval=2.0):
         try:
-            signal, rate = load_audio(utt.wav)
+            signal, rate = read_channels(utt.wav)
+            if signal.shape[1] != 1:
+                raise AudioProblem(NOT_MONO, f"{utt.wav} has {signal.shape[1]} channels")
+            signal = signal[:, 0]
             check_signal(signal, rate, expected_rate, silence_peak, utt.wav)
         except AudioProblem as problem:
             summary.skip(utt.ID, problem.reason, problem.detail)

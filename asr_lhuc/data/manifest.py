@@ -49,6 +49,38 @@ def read_manifest(path: str | Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+# What training and decoding read from a manifest (``age``/``gender`` may be absent).
+REQUIRED_COLUMNS = ["ID", "duration", "wav", "spk_id", "wrd"]
+
+
+def read_dataset_rows(path: str | Path) -> dict[str, dict]:
+    """A manifest as SpeechBrain's DynamicItemDataset data, {ID: row}, ``duration`` a float and
+    ``age`` "" where the manifest has none; ValueError naming the file for a missing column, a
+    duplicate ID or a duration that is not a number."""
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {', '.join(missing)}; a manifest needs "
+                             f"{', '.join(REQUIRED_COLUMNS)} (the prepare_* functions write them)")
+        rows = {}
+        for line, row in enumerate(reader, start=2):
+            if None in row.values():
+                raise ValueError(f"{path}:{line}: fewer fields than the header's "
+                                 f"{len(reader.fieldnames)}")
+            uid = row.pop("ID")
+            if uid in rows:
+                raise ValueError(f"{path}:{line}: duplicate ID {uid!r}")
+            try:
+                row["duration"] = float(row["duration"])
+            except (TypeError, ValueError):
+                raise ValueError(f"{path}:{line}: duration {row['duration']!r} is not a number "
+                                 "of seconds") from None
+            row.setdefault("age", "")
+            rows[uid] = row
+    return rows
+
+
 def is_prepared(save_folder: str | Path, options: dict, splits: list[str]) -> bool:
     """True if every ``<split>.csv`` exists and was written with exactly ``options``."""
     save_folder = Path(save_folder)

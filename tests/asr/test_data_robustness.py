@@ -4,9 +4,11 @@ import json
 import logging
 
 import numpy as np
+import pytest
 import soundfile as sf
 
-from asr_lhuc.data import prepare_speechocean762, read_manifest
+from asr_lhuc.data import prepare_fsdd, prepare_speechocean762, read_manifest
+from asr_lhuc.data.audio import write_wav
 
 RATE = 16000
 
@@ -14,6 +16,12 @@ RATE = 16000
 def _tone(seconds=1.0, rate=RATE, freq=220.0, level=0.3):
     t = np.arange(int(seconds * rate)) / rate
     return (level * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def _spiked(value):
+    signal = _tone()
+    signal[1000] = value
+    return signal
 
 
 def _write_split(root, split, entries, extra_wav_scp=(), extra_text=()):
@@ -50,6 +58,12 @@ def make_bad_corpus(root):
         ("bad_no_frames", "0002", "header only", lambda p: sf.write(str(p), np.zeros(0), RATE)),
         ("bad_silent", "0002", "silent file", lambda p: sf.write(str(p), np.zeros(RATE), RATE)),
         ("bad_8k", "0003", "eight k file", lambda p: sf.write(str(p), _tone(rate=8000), 8000)),
+        ("bad_nan", "0001", "all nan", lambda p: sf.write(str(p), _tone() * np.nan, RATE,
+                                                          subtype="FLOAT")),
+        ("bad_inf", "0002", "one inf", lambda p: sf.write(str(p), _spiked(np.inf), RATE,
+                                                          subtype="FLOAT")),
+        ("bad_stereo", "0003", "two channels",
+         lambda p: sf.write(str(p), np.stack([_tone(), _tone()], axis=1), RATE)),
         ("bad_empty_text", "0003", " ... !", good),
         ("bad_no_wav_entry", "0003", "not in wav scp", None),
         ("bad_missing_file", "0003", "listed but never written", lambda p: None),
@@ -75,6 +89,9 @@ def test_each_problem_is_counted_with_its_reason_and_the_rest_kept(tmp_path, cap
         "bad_no_frames": "empty_audio",
         "bad_silent": "silent",
         "bad_8k": "wrong_sample_rate",
+        "bad_nan": "non_finite_audio",
+        "bad_inf": "non_finite_audio",
+        "bad_stereo": "not_mono",
         "bad_empty_text": "empty_transcript",
         "bad_no_wav_entry": "missing_wav",
         "bad_missing_file": "missing_wav",
@@ -84,6 +101,7 @@ def test_each_problem_is_counted_with_its_reason_and_the_rest_kept(tmp_path, cap
     assert summary["skipped_by_reason"] == {
         "unreadable": 1, "empty_audio": 2, "silent": 1, "wrong_sample_rate": 1,
         "empty_transcript": 1, "missing_wav": 2, "missing_transcript": 1, "missing_speaker": 1,
+        "non_finite_audio": 2, "not_mono": 1,
     }
     kept = {split: read_manifest(p) for split, p in paths.items()}
     train_ids = {r["ID"] for r in kept["train"] + kept["valid"]}
@@ -93,3 +111,37 @@ def test_each_problem_is_counted_with_its_reason_and_the_rest_kept(tmp_path, cap
     assert {r["age"] for r in kept["train"] + kept["valid"]} == {"8", "13", "18"}
     for item in reasons:
         assert any(item in message for message in caplog.messages), item
+
+
+def make_fsdd(root):
+    """A tiny FSDD layout: 8 kHz digits of a US and a German speaker, one take all NaN."""
+    (root / "recordings").mkdir(parents=True)
+    (root / "speakers.tsv").write_text("speaker\tgender\taccent\nann\tfemale\tUSA\n"
+                                       "bob\tmale\tGerman\n")
+    for spk in ("ann", "bob"):
+        for digit in range(4):
+            sf.write(str(root / "recordings" / f"{digit}_{spk}_0.wav"), _tone(0.4, 8000), 8000)
+    sf.write(str(root / "recordings" / "6_ann_1.wav"), np.full(8000, np.nan, np.float32), 8000,
+             subtype="FLOAT")
+
+
+def test_fsdd_skips_nan_recordings_instead_of_writing_clipped_audio(tmp_path, caplog):
+    make_fsdd(tmp_path / "fsdd")
+    with caplog.at_level(logging.WARNING):
+        paths = prepare_fsdd(tmp_path / "fsdd", tmp_path / "out", n_adapt_utts=1)
+    summary = json.loads((tmp_path / "out" / "prep_summary.json").read_text())
+    assert [(s["item"], s["reason"]) for s in summary["skipped"]] == [
+        ("6_ann_1", "non_finite_audio")]
+    assert any("6_ann_1.wav has 8000 NaN/inf samples" in m for m in caplog.messages)
+    rows = [r for split in ("train", "valid", "test") for r in read_manifest(paths[split])]
+    assert len(rows) == 8 and "SIX" not in {r["wrd"] for r in rows}
+    assert not (tmp_path / "out" / "wav" / "6_ann_1.wav").exists()
+    for row in rows:
+        samples, rate = sf.read(row["wav"], dtype="int16")
+        assert rate == RATE and samples.min() > -32768  # no clipped NaN
+
+
+def test_write_wav_refuses_non_finite_samples(tmp_path):
+    with pytest.raises(ValueError, match=r"NaN/inf samples to .*x\.wav"):
+        write_wav(tmp_path / "x.wav", _spiked(np.nan), RATE)
+    assert not list(tmp_path.iterdir())

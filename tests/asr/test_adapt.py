@@ -425,7 +425,8 @@ def _rescored(checkpoint, speakers, adapters=None) -> dict:
     if adapters is not None:
         index = json.loads((adapters / "speakers.json").read_text())
         rows = {spk: load_speaker_adapter(model, adapters, spk) for spk in index}
-    system = AsrSystem(model, encoder, device="cpu")
+    # As the recipe decodes (cache_prefix: each utterance's frozen prefix run unpadded).
+    system = AsrSystem(model, encoder, device="cpu", cache=True)
     return score(speakers, decode_speakers(system, speakers, rows))
 
 

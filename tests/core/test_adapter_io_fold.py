@@ -1,6 +1,7 @@
 """Adapter files, new identities, folding, and the README example."""
 
 import importlib.util
+from collections import OrderedDict
 from pathlib import Path
 
 import pytest
@@ -141,6 +142,59 @@ def test_fold_conv_channel_first():
     folded = lhuc.fold_lhuc(model, 0)
     with torch.no_grad(), lhuc.identities(model, [0, 0]):
         assert torch.allclose(folded(x), model(x), atol=1e-5)
+
+
+def randomised(model, config):
+    lhuc.attach_lhuc(model, config)
+    with torch.no_grad():
+        for p in lhuc.lhuc_parameters(model):
+            p.normal_()
+    return model.eval()
+
+
+def assert_fold_exact(model, x, into=None):
+    """Identity 1 folded in == identity 1 through the LHUC tables (whose SI row differs)."""
+    with torch.no_grad():
+        with lhuc.identities(model, torch.ones(len(x), dtype=torch.long)):
+            adapted = model(x)
+        with lhuc.identities(model, None):
+            assert (adapted - model(x)).abs().max() > 1e-2, "the amplitudes should matter"
+        torch.testing.assert_close(lhuc.fold_lhuc(model, 1, into)(x), adapted,
+                                   atol=1e-5, rtol=1e-4)
+
+
+CONVS = {1: (nn.Conv1d, nn.ConvTranspose1d), 2: (nn.Conv2d, nn.ConvTranspose2d)}
+
+
+@pytest.mark.parametrize("dims", [1, 2])
+@pytest.mark.parametrize("groups", [1, 2])
+@pytest.mark.parametrize("position", ["output", "input"])
+@pytest.mark.parametrize("transposed", [True, False])
+def test_fold_conv_and_conv_transpose_with_groups(dims, groups, position, transposed):
+    """ConvTranspose weights are (in, out/groups, k...), Conv weights (out, in/groups, k...):
+    each side's channels must be found on the right axis, per group."""
+    torch.manual_seed(0)
+    layer = CONVS[dims][transposed](4, 6, 3, groups=groups, bias=True)
+    model = nn.Sequential(layer, nn.Tanh(), CONVS[dims][0](6, 2, 1))
+    randomised(model, lhuc.LHUCConfig(num_ids=2, target_modules=["0"], position=position))
+    assert_fold_exact(model, torch.randn(2, 4, *[7] * dims))
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_fold_after_activation_into_a_conv_transpose(groups):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv1d(3, 4, 3), nn.Tanh(), nn.ConvTranspose1d(4, 6, 3, groups=groups))
+    randomised(model, lhuc.LHUCConfig(num_ids=2, target_modules=["1"], dims={"1": 4},
+                                      channel_axis=1))
+    assert_fold_exact(model, torch.randn(2, 3, 9), into={"1": "2"})
+
+
+def test_fold_into_a_computed_weight_is_refused():
+    model = nn.Sequential(OrderedDict(
+        lin=nn.utils.parametrizations.weight_norm(nn.Linear(5, 8)), act=nn.ReLU()))
+    randomised(model, lhuc.LHUCConfig(num_ids=2, target_modules=["lin"]))
+    with pytest.raises(ValueError, match="Linear: its weight is computed"):
+        lhuc.fold_lhuc(model, 1)
 
 
 def test_readme_example_runs_and_adaptation_helps():

@@ -1,5 +1,11 @@
-"""Save and load LHUC adapters only: whole tables, or one identity's vectors as a small file."""
+"""Save and load LHUC adapters only: whole tables, or one identity's vectors as a small file.
 
+A file records what gives its numbers their meaning: the reparameterisation (r -> amplitude)
+and the position (the tables scale their layers' outputs or inputs). Loading refuses a model
+that reads them differently: a 2sigmoid row with amplitude 1.76 would be 7.39 under exp.
+"""
+
+import warnings
 from pathlib import Path
 
 import torch
@@ -20,7 +26,7 @@ def save_adapter(model: nn.Module, path, identity: int | None = None) -> Path:
     tables = lhuc_tables(model)
     if not tables:
         raise ValueError("the model has no LHUC attached")
-    meta = {"format": FORMAT, "reparam": next(iter(tables.values())).reparam_name}
+    meta = {"format": FORMAT, **_layout(tables)}
     if identity is None:
         payload = {name: {"rows": t.rows.detach().cpu(), "si": t.si.detach().cpu()}
                    for name, t in tables.items()}
@@ -49,6 +55,7 @@ def load_adapter(model: nn.Module, path, identity: int | None = None) -> dict:
     if missing:
         raise ValueError(f"{path}: adapter layers and model layers differ at {missing}")
     meta = blob["meta"]
+    _check_layout(path, meta, tables)
     for name, table in tables.items():
         entry = saved[name]
         if "rows" in entry:
@@ -60,8 +67,38 @@ def load_adapter(model: nn.Module, path, identity: int | None = None) -> dict:
         else:
             row = meta["identity"] if identity is None else identity
             _check_identity(tables, row)
+            if entry["row"].shape != (table.dim,):
+                raise ValueError(f"{path}: table {name} has width {entry['row'].shape[-1]}, "
+                                 f"model has {table.dim}")
             table.rows[row] = entry["row"].to(table.rows)
     return meta
+
+
+def _layout(tables) -> dict[str, str]:
+    """The reparam and position shared by all tables (one `attach_lhuc` config)."""
+    found = {(t.reparam_name, getattr(t, "position", "output")) for t in tables.values()}
+    if len(found) > 1:
+        raise ValueError(f"LHUC tables mix reparam/position {sorted(found)}; one file needs one")
+    ((reparam, position),) = found
+    return {"reparam": reparam, "position": position}
+
+
+def _check_layout(path, meta: dict, tables) -> None:
+    """Refuse a file whose numbers this model would read differently (see the module doc)."""
+    if "reparam" not in meta:
+        raise ValueError(f"{path} does not record its LHUC reparam, so its rows cannot be "
+                         "read; re-save it with lhuc.save_adapter from the model it came from")
+    model = _layout(tables)
+    for key in ("reparam", "position"):
+        if key not in meta:  # the position: files saved before it was recorded
+            warnings.warn(f"{path} does not record its LHUC {key}; assuming the model's "
+                          f"({model[key]}). Re-save it with lhuc.save_adapter to record it.",
+                          stacklevel=4)  # the caller of load_adapter (under torch.no_grad)
+            continue
+        if meta[key] != model[key]:
+            raise ValueError(f"{path}: adapter {key} is {meta[key]!r} but the model's LHUC "
+                             f"{key} is {model[key]!r}; attach LHUC with {key}={meta[key]!r} "
+                             "to load it")
 
 
 def _check_identity(tables, identity: int) -> None:

@@ -24,7 +24,8 @@ class AdaptConfig:
             best-path frame labels (frame-level targets, as hybrid systems used; first_pass only).
         min_confidence: drop first-pass hypotheses whose confidence is below this (0 keeps all).
         top_fraction: keep only this fraction of each speaker's most confident hypotheses.
-        rounds: adapt -> re-decode with the adapted rows -> adapt again, this many times.
+        rounds: adapt -> re-decode with the adapted rows -> adapt again (from `row_init`, on
+            the new targets), this many times.
         max_adapt_seconds: use at most this much audio per speaker for adaptation (None: all).
         online_epochs: online mode: passes over the utterances so far after each new one (the
             row is warm-started, so a few passes per utterance add up quickly).

@@ -26,25 +26,41 @@ def adapt_speakers(system: AsrSystem, adapt_set: dict[str, list], cfg: AdaptConf
     """Give every speaker of `adapt_set` a new row and adapt it; return what happened.
 
     Result keys: rows ({spk: row, -1 where nothing usable}), unusable (speakers), targets
-    (kept/empty/low_confidence per speaker), seconds, rounds (per-round adaptation info).
+    (kept/empty/low_confidence per speaker), seconds, rounds (per round: seconds, kept, and
+    targets_changed: targets whose text differs from the previous round's).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {sorted(MODES)}, got {mode!r}")
     adapt_set = {spk: take_seconds(utts, cfg.max_adapt_seconds) for spk, utts in adapt_set.items()}
     rows = add_speaker_rows(system.model, list(adapt_set), cfg.row_init)
-    rounds, seconds = [], 0.0
+    rounds, seconds, report, texts = [], 0.0, None, {}
     for round_index in range(cfg.rounds):
-        if round_index:  # re-decode with the adapted rows, then adapt again from the start
+        # Round 1 decodes with the SI row; later rounds re-decode with the rows just adapted
+        # (speakers the previous round could not adapt keep the SI row, as in the final decode).
+        first_pass_rows = None if report is None else adapted_rows(rows, report)
+        targets, report = make_targets(system, adapt_set, cfg, first_pass_rows)
+        if round_index:
+            # Only after that re-decode: adapt from the start on the new targets, so every
+            # round spends `cfg.epochs` on its own targets and R rounds differ from 1 round
+            # only in target quality, not in the number of updates.
             reset_rows(system.model, list(rows.values()), cfg.row_init)
-        targets, report = make_targets(system, adapt_set, cfg, rows if round_index else None)
         info = MODES[mode](system, targets, rows, cfg, show_progress)
         seconds += info["seconds"]
-        rounds.append({"seconds": info["seconds"], "kept": dict(report.kept)})
+        previous, texts = texts, {t.utt.id: t.text for ts in targets.values() for t in ts}
+        changed = sum(previous.get(uid, text) != text for uid, text in texts.items())
+        rounds.append({"seconds": info["seconds"], "kept": dict(report.kept),
+                       "targets_changed": changed})
     unusable = report.unusable_speakers
     decode_rows = {spk: (-1 if spk in unusable else row) for spk, row in rows.items()}
     return {"rows": decode_rows, "unusable": unusable, "seconds": seconds, "rounds": rounds,
             "targets": {"kept": report.kept, "empty": report.empty,
                         "low_confidence": report.low_confidence}}
+
+
+def adapted_rows(rows: dict[str, int], report) -> dict[str, int]:
+    """The rows of the speakers that had targets (the others were not adapted)."""
+    unusable = set(report.unusable_speakers)
+    return {spk: row for spk, row in rows.items() if spk not in unusable}
 
 
 def decode_speakers(system: AsrSystem, score_set: dict[str, list],

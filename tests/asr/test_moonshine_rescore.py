@@ -22,6 +22,7 @@ from asr_lhuc.rescore import (
     tune,
     written_forms,
 )
+from asr_lhuc.scoring import wer_cer
 
 pytest.importorskip("onnxruntime", reason="onnxruntime absent: the project's `moonshine` extra")
 pytest.importorskip("moonshine_cpp", reason="Moonshine weights absent: the `moonshine` extra")
@@ -141,7 +142,11 @@ def test_cli_rescores_the_ctc_nbest_and_keeps_hypotheses(tmp_path):
     res = json.loads(out.read_text())
     assert sorted(res["hypotheses"]) == ["test0", "test1", "test2"]
     assert res["test"]["rescored"]["n_utts"] == 3 and res["valid"]["ctc_1best"]["n_utts"] == 2
-    assert set(res["chosen"]) == {"moonshine", "lm", "words"} and res["wer"] >= 0
+    assert set(res["chosen"]) == {"moonshine", "lm", "words"}
+    # The reported WER is that of the hypotheses it reports, scored independently.
+    refs = {"test0": "A DOG", "test1": "THE CAT", "test2": "A CAT"}
+    assert res["wer"] == wer_cer(list(refs.values()),
+                                 [res["hypotheses"][i] for i in refs])["wer"]
     assert res["checkpoint"] == str(ckpt) and res["params"] > 1000 and res["n_speakers"] == 2
     assert res["wer"] == res["test"]["rescored"]["wer"] and res["mode"] == "si"
     saved = json.loads((work / "candidates_test.json").read_text())

@@ -27,7 +27,7 @@ from hyperpyyaml import load_hyperpyyaml
 
 from asr_lhuc.decode import make_beam_searcher
 from asr_lhuc.lm import write_transcript_lm
-from asr_lhuc.pretrained import load_pretrained
+from asr_lhuc.pretrained import STORED_CACHE_DIR, load_pretrained
 
 from .adapters import save_speaker_adapters
 from .config import AdaptConfig
@@ -83,7 +83,9 @@ class Models:
             if not Path(path).is_file():
                 raise FileNotFoundError(f"{kind} checkpoint {path} not found: train it with the "
                                         "recipe's train.py or set it in the YAML")
-            self.loaded[path] = load_pretrained(path)
+            # A YAML without the key keeps the folder stored in the checkpoint.
+            cache = self.hp.get("feature_cache_dir", STORED_CACHE_DIR)
+            self.loaded[path] = load_pretrained(path, feature_cache_dir=cache)
         model, encoder, _, _ = self.loaded[path]
         model = copy.deepcopy(model)
         if kind == "si":

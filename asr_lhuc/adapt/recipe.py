@@ -28,6 +28,7 @@ from hyperpyyaml import load_hyperpyyaml
 from asr_lhuc.decode import make_beam_searcher
 from asr_lhuc.lm import write_transcript_lm
 from asr_lhuc.pretrained import STORED_CACHE_DIR, load_pretrained
+from asr_lhuc.run_lock import RunLock
 
 from .adapters import save_speaker_adapters
 from .config import AdaptConfig
@@ -319,4 +320,5 @@ def main(prepare_fn, script: str) -> dict:
         hp = load_hyperpyyaml(fin, overrides)
     if hp.get("threads"):
         torch.set_num_threads(int(hp["threads"]))
-    return run(hp, prepare_fn, " ".join(["python", script, *map(shlex.quote, argv)]))
+    with RunLock(hp["output_folder"], "adaptation run"):  # one run per folder
+        return run(hp, prepare_fn, " ".join(["python", script, *map(shlex.quote, argv)]))

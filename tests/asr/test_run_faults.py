@@ -5,6 +5,7 @@ without its training folder. Tiny synthetic corpus and model: the file runs in ~
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -149,3 +150,14 @@ def test_a_dead_runs_lock_is_taken_over_with_a_warning(tmp_path, caplog):
     assert not lock.path.exists(), "the lock outlived its run"
     with RunLock(tmp_path), pytest.raises(FolderInUseError, match="in use by another run"):
         RunLock(tmp_path).acquire()  # this process's own live lock
+
+
+def test_recipes_write_under_exp_and_into_results_only_when_asked():
+    yamls = sorted((ROOT / "recipes").glob("*/ASR/CTC/hparams/*.yaml"))
+    assert len(yamls) >= 10
+    for path in yamls:
+        outputs = r"^(output_folder|results_folder|results_json|pretrained_path): *([^#\n]*)"
+        for key, value in re.findall(outputs, path.read_text(), flags=re.M):
+            value = value.strip()
+            assert value.startswith(("exp/", "!ref exp/", "!ref <")) or value == "null", (
+                f"{path.name}: {key}: {value} is not under exp/")

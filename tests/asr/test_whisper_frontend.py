@@ -321,3 +321,29 @@ def test_lhuc_inside_fine_tuned_whisper_blocks_adapts_through_the_prefix_cache(t
     with pytest.raises(ValueError, match="whisper_trainable_blocks"):
         CTCAcousticModel(n_tokens=29, frontend="whisper", cnn_blocks=0).attach_speaker_lhuc(
             ["whisper_top.blocks.0.mlp.1"], num_speakers=2)
+
+
+def test_the_feature_cache_folder_stored_in_a_checkpoint_can_be_changed(tmp_path):
+    import argparse
+
+    from asr_lhuc.adapt.recipe import Models
+    from asr_lhuc.cli import add_feature_cache_arg, feature_cache_dir
+    from asr_lhuc.pretrained import STORED_CACHE_DIR
+
+    path = ROOT / "recipes" / "speechocean762" / "ASR" / "CTC" / "pretrained" / "whisper_si.pt"
+    stored = load_pretrained(path)[0].compute_features.cache_dir
+    assert stored == Path("exp/features/speechocean762/whisper-base")  # relative to the cwd
+    moved = load_pretrained(path, feature_cache_dir=tmp_path / "f")[0].compute_features
+    assert moved.cache_dir == tmp_path / "f" / "whisper-base"
+    assert load_pretrained(path, feature_cache_dir=None)[0].compute_features.cache_dir is None
+    # adapt.py's YAML key
+    models = Models({"si_checkpoint": str(path), "feature_cache_dir": str(tmp_path / "a"),
+                     "lhuc_targets": ["DNN.block_0.act"], "output_folder": str(tmp_path)})
+    system = models.fresh("si")
+    assert system.model.compute_features.cache_dir == tmp_path / "a" / "whisper-base"
+    # the command lines' flag (ensemble, lm_tuning, rescore; rescore's --cache_dir alias)
+    parser = argparse.ArgumentParser()
+    add_feature_cache_arg(parser, "--cache_dir")
+    assert feature_cache_dir(parser.parse_args([])) is STORED_CACHE_DIR
+    assert feature_cache_dir(parser.parse_args(["--cache_dir", "x"])) == "x"
+    assert feature_cache_dir(parser.parse_args(["--feature_cache_dir", "none"])) is None

@@ -33,8 +33,9 @@ class RandomState:
     @mark_as_saver
     def _save(self, path):
         np_state = np.random.get_state()
-        state = {
-            "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
+        version, internal, gauss = random.getstate()
+        state = {  # plain types and tensors: loadable with weights_only=True
+            "python": [version, list(internal), gauss],
             "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)),
                       "pos": int(np_state[2]), "has_gauss": int(np_state[3]),
                       "cached_gaussian": float(np_state[4])},
@@ -79,7 +80,8 @@ class LossHistory:
 
 def damaged_files(checkpoint) -> list[Path]:
     """The files of a SpeechBrain checkpoint that cannot be read back: empty, or torch zip
-    archives cut short (their central directory, written last, is missing)."""
+    archives cut short (their central directory, written last, is missing) or garbled (a
+    member fails its CRC check, which torch.load itself does not do)."""
     bad = []
     for path in sorted(checkpoint.paramfiles.values()):
         path = Path(path)
@@ -90,9 +92,10 @@ def damaged_files(checkpoint) -> list[Path]:
             is_zip = f.read(4) == ZIP_MAGIC
         if is_zip:
             try:
-                with zipfile.ZipFile(path):
-                    pass
-            except zipfile.BadZipFile:
+                with zipfile.ZipFile(path) as archive:
+                    if archive.testzip() is not None:  # a member fails its CRC: garbled
+                        bad.append(path)
+            except (zipfile.BadZipFile, EOFError, OSError):
                 bad.append(path)
     return bad
 
@@ -100,8 +103,7 @@ def damaged_files(checkpoint) -> list[Path]:
 def recover(checkpointer, min_key: str | None = None):
     """Load the latest checkpoint (or the one with the lowest `min_key`); where one of its files
     is damaged, warn, naming the file, and try the next best. Returns the loaded checkpoint,
-    or None where there is none yet. Errors that are not a damaged file are raised as they are
-    (e.g. a model that does not match the checkpoint)."""
+    or None where there is none yet."""
     candidates = checkpointer.find_checkpoints(min_key=min_key)  # best first
     if not candidates:
         logger.info("no checkpoint in %s yet: starting from scratch", checkpointer.checkpoints_dir)
@@ -110,18 +112,12 @@ def recover(checkpointer, min_key: str | None = None):
     for checkpoint in candidates:
         bad = damaged_files(checkpoint)
         if not bad:
-            try:
-                checkpointer.load_checkpoint(checkpoint)
-                return checkpoint
-            except LOAD_ERRORS as err:
-                bad = damaged_files(checkpoint)
-                if not bad:
-                    raise
-                logger.debug("loading %s failed: %s", checkpoint.path, err)
+            checkpointer.load_checkpoint(checkpoint)
+            return checkpoint
         skipped.append(checkpoint.path)
         logger.warning("checkpoint %s is damaged (unreadable: %s; e.g. a run killed while "
-                       "saving, or a full disk); falling back to the previous checkpoint. "
-                       "Delete that folder to silence this warning.", checkpoint.path,
+                       "saving, or a full disk); falling back to the next checkpoint. Delete "
+                       "that folder to silence this warning.", checkpoint.path,
                        ", ".join(p.name for p in bad))
     raise RuntimeError(
         f"every checkpoint in {checkpointer.checkpoints_dir} has damaged files "

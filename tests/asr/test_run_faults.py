@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -64,8 +65,23 @@ def test_a_resumed_run_ends_with_the_weights_and_metrics_of_an_uninterrupted_one
     assert saved["train_loss_history"] == whole["train_loss_history"]
 
 
-def test_a_truncated_checkpoint_is_named_and_the_previous_one_used(tmp_path, caplog):
-    layer = torch.nn.Linear(2, 2)
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:200])  # a run killed while writing it
+
+
+def garble(path: Path) -> None:
+    """Overwrite some of the weights (torch.load would load them without noticing)."""
+    with zipfile.ZipFile(path) as archive:
+        weights = next(i for i in archive.infolist() if i.filename.endswith("data/0"))
+    data = bytearray(path.read_bytes())
+    start = weights.header_offset + 200  # past the local header, inside the 1600 bytes
+    data[start: start + 100] = b"U" * 100
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", [truncate, garble])
+def test_a_damaged_checkpoint_is_named_and_the_previous_one_used(tmp_path, caplog, damage):
+    layer = torch.nn.Linear(20, 20)
     checkpointer = Checkpointer(tmp_path, {"model": layer})
     with torch.no_grad():
         layer.weight.fill_(1.0)
@@ -73,14 +89,13 @@ def test_a_truncated_checkpoint_is_named_and_the_previous_one_used(tmp_path, cap
     with torch.no_grad():
         layer.weight.fill_(2.0)
     newer = checkpointer.save_checkpoint(meta={"WER": 5.0})
-    cut = newer.path / "model.ckpt"
-    cut.write_bytes(cut.read_bytes()[:200])  # a run killed while writing it
+    damage(newer.path / "model.ckpt")
     for min_key in (None, "WER"):  # resuming (latest first) and testing (best first)
         caplog.clear()
         with caplog.at_level(logging.WARNING):
             assert recover(checkpointer, min_key=min_key).path == older.path
         assert f"checkpoint {newer.path} is damaged (unreadable: model.ckpt" in caplog.text
-        assert torch.equal(layer.weight, torch.ones(2, 2))
+        assert torch.equal(layer.weight, torch.ones(20, 20))
 
 
 def test_when_every_checkpoint_is_damaged_the_error_says_what_to_do(runs):

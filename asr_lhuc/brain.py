@@ -19,6 +19,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 import lhuc
 
+from .checkpoints import recover
 from .data import normalize_text
 from .data.audio import check_manifest_audio, load_manifest_audio
 from .data.manifest import read_dataset_rows
@@ -137,7 +138,7 @@ class LHUCCTCBrain(sb.Brain):
         if stage == sb.Stage.TRAIN:
             self.train_loss = stage_loss
             self.hparams.train_clock.seconds += time.time() - self._epoch_start
-            self.loss_history = getattr(self, "loss_history", []) + [stage_loss]
+            self.hparams.loss_history.losses.append(float(stage_loss))
             return
         scores = wer_cer(self.refs, self.hyps)
         stats = {"loss": stage_loss, "WER": 100 * scores["wer"], "CER": 100 * scores["cer"]}
@@ -194,8 +195,20 @@ class LHUCCTCBrain(sb.Brain):
                 and getattr(self.hparams, "speed_perturb", None) is not None):
             raise ValueError("set either `speed_perturb` (audio) or `cached_speeds` (Whisper "
                              "feature cache), not both: the audio would be perturbed twice")
-        super().on_fit_start()  # recovers the checkpoint, train clock included
+        # sb.Brain.on_fit_start, with a recovery that names (and falls back past) a damaged
+        # checkpoint instead of torch's "file is corrupted" traceback.
+        self._compile()
+        self._wrap_distributed()
+        self.init_optimizers()
+        if self.checkpointer is not None:  # the train clock and random state included
+            recover(self.checkpointer)
         self._stop_if_out_of_time()  # a rerun of a run that hit its time limit only re-tests
+
+    def on_evaluate_start(self, max_key=None, min_key=None):
+        if max_key is not None:
+            raise ValueError("LHUCCTCBrain picks its test checkpoint by a min_key (WER)")
+        if self.checkpointer is not None:
+            recover(self.checkpointer, min_key=min_key)
 
     def _stop_if_out_of_time(self):
         """End training after this epoch once ``train_time_limit_minutes`` of training is spent."""

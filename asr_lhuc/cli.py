@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 
+from .pretrained import STORED_CACHE_DIR
+
 
 def add_decoding_args(parser: argparse.ArgumentParser, lm_weights: bool = True) -> None:
     """--beam_size, --lm_order (0: no LM), optionally --lm_alpha/--lm_beta, and --threads."""
@@ -19,6 +21,21 @@ def add_decoding_args(parser: argparse.ArgumentParser, lm_weights: bool = True) 
     parser.add_argument("--device", default=None,
                         help="cpu, cuda or cuda:N for the acoustic models (default: cuda when "
                              "there is one)")
+
+
+def add_feature_cache_arg(parser: argparse.ArgumentParser, *aliases: str) -> None:
+    """--feature_cache_dir: where the checkpoints' Whisper (and Moonshine) features are cached."""
+    parser.add_argument("--feature_cache_dir", *aliases, dest="feature_cache_dir", default=None,
+                        help="feature cache folder of Whisper/Moonshine front ends (default: the "
+                        "one stored in each checkpoint, relative to where you run; 'none': "
+                        "memory only)")
+
+
+def feature_cache_dir(args):
+    """The `feature_cache_dir` argument of `load_pretrained` for --feature_cache_dir."""
+    if args.feature_cache_dir is None:
+        return STORED_CACHE_DIR
+    return None if args.feature_cache_dir.lower() == "none" else args.feature_cache_dir
 
 
 def set_threads(args) -> None:

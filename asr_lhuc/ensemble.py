@@ -23,11 +23,19 @@ import sys
 
 import torch
 
-from .cli import add_decoding_args, describe_device, pick_device, set_threads, write_results
+from .cli import (
+    add_decoding_args,
+    add_feature_cache_arg,
+    describe_device,
+    feature_cache_dir,
+    pick_device,
+    set_threads,
+    write_results,
+)
 from .decode import characters_of, greedy_texts, make_beam_searcher
 from .lm import write_transcript_lm
 from .lm_tuning import beam_decode, score, utterance_log_probs
-from .pretrained import load_pretrained
+from .pretrained import STORED_CACHE_DIR, load_pretrained
 
 
 def combine(per_model: list[list[dict]]) -> list[dict]:
@@ -49,10 +57,11 @@ def combine(per_model: list[list[dict]]) -> list[dict]:
 @torch.no_grad()
 def run(checkpoints: list[str], test_csv: str, train_csv: str | None, work_dir: str,
         beam_size: int = 10, lm_order: int = 3, alpha: float = 0.5, beta: float = 1.0,
-        device: str | None = None) -> dict:
+        device: str | None = None, feature_cache_dir=STORED_CACHE_DIR) -> dict:
     per_model, encoder, device = [], None, pick_device(device)
     for path in checkpoints:
-        model, model_encoder, _, _ = load_pretrained(path, device)
+        model, model_encoder, _, _ = load_pretrained(path, device,
+                                                     feature_cache_dir=feature_cache_dir)
         if encoder is not None and characters_of(model_encoder) != characters_of(encoder):
             raise ValueError(f"{path}: its output units differ from {checkpoints[0]}'s")
         encoder = model_encoder
@@ -85,6 +94,7 @@ def main(argv=None):
     parser.add_argument("--out", required=True)
     parser.add_argument("--work_dir", default="exp/ensemble", help="where the LM is written")
     add_decoding_args(parser)
+    add_feature_cache_arg(parser)
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     if args.beam_size > 1 and args.lm_order and not args.train_csv:
@@ -92,7 +102,8 @@ def main(argv=None):
     set_threads(args)
     results = write_results(args.out, run(args.checkpoints, args.test_csv, args.train_csv,
                                            args.work_dir, args.beam_size, args.lm_order,
-                                           args.lm_alpha, args.lm_beta, args.device),
+                                           args.lm_alpha, args.lm_beta, args.device,
+                                           feature_cache_dir(args)),
                             "asr_lhuc.ensemble", argv)
     print(json.dumps({k: v for k, v in results.items() if k != "hypotheses"}, indent=1))
 

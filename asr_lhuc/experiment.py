@@ -2,10 +2,13 @@
 
 Steps: datasets + units + speaker map (`dataio_prepare`) -> model (+ LHUC tables on the YAML's
 ``lhuc_targets`` when ``mode: sat_lhuc``) -> `LHUCCTCBrain.fit` (the Checkpointer resumes a
-killed run) -> test with the best checkpoint (SI mode) -> results JSON, WER file and an fp16
-pretrained checkpoint.
+killed run, random state and loss history included, so it ends as an uninterrupted run would)
+-> test with the best checkpoint (SI mode) -> results JSON, WER file and an fp16 pretrained
+checkpoint. ``test_checkpoint: <file.pt>`` only decodes the test set with a pretrained file.
+A lock file refuses a second run into the same output folder.
 """
 
+import contextlib
 import json
 import logging
 import shlex
@@ -18,10 +21,18 @@ from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
 from .brain import LHUCCTCBrain, TrainClock, dataio_prepare
-from .decode import make_beam_searcher
+from .checkpoints import LossHistory, RandomState
+from .decode import characters_of, make_beam_searcher
 from .lm import transcript_lm_file, write_transcript_lm
 from .model import count_parameters
-from .pretrained import init_from_pretrained, save_pretrained
+from .pretrained import (
+    STORED_CACHE_DIR,
+    init_from_pretrained,
+    load_pretrained,
+    pretrained_results,
+    save_pretrained,
+)
+from .run_lock import RunLock
 from .scoring import age_group_fields
 
 logger = logging.getLogger(__name__)
@@ -34,9 +45,14 @@ def load_recipe(argv: list[str]):
     sb.utils.distributed.ddp_init_group(run_opts)  # no-op unless launched by torchrun
     with open(hparams_file) as fin:
         hparams = load_hyperpyyaml(fin, overrides)
-    sb.create_experiment_directory(experiment_directory=hparams["output_folder"],
-                                   hyperparams_to_save=hparams_file, overrides=overrides)
     return hparams_file, run_opts, overrides, hparams
+
+
+def output_lock(hparams: dict) -> RunLock | contextlib.nullcontext:
+    """The output folder's lock (held by the main process: DDP ranks share the folder)."""
+    if not if_main_process():
+        return contextlib.nullcontext()
+    return RunLock(hparams["output_folder"], "training run")
 
 
 def prepare_data(prepare_fn, hparams: dict) -> None:
@@ -63,17 +79,33 @@ def build_brain(hparams: dict, run_opts: dict, speaker_map) -> LHUCCTCBrain:
     if hparams.get("init_from"):  # e.g. the synthetic-corpus model; a resumed run overrides it
         init_from_pretrained(model, hparams["init_from"])
         logger.info("initialised the network from %s", hparams["init_from"])
-    hparams["train_clock"] = TrainClock()
     checkpointer = hparams["checkpointer"]
     checkpointer.add_recoverable("normalizer", model.normalize)
-    checkpointer.add_recoverable("train_clock", hparams["train_clock"])
+    add_run_state(hparams, checkpointer)
+    add_test_searcher(hparams)
+    return LHUCCTCBrain(modules={"model": model}, opt_class=hparams["opt_class"],
+                        hparams=hparams, run_opts=run_opts, checkpointer=checkpointer)
+
+
+def add_run_state(hparams: dict, checkpointer=None) -> None:
+    """Training time, loss history and random state, kept by the Checkpointer so that a resumed
+    run ends where the uninterrupted one would. Optional on loading: checkpoints from before
+    they were saved still resume (not exactly: their random state is re-seeded)."""
+    hparams["train_clock"] = TrainClock()
+    hparams["loss_history"] = LossHistory()
+    if checkpointer is not None:
+        checkpointer.add_recoverable("train_clock", hparams["train_clock"])
+        checkpointer.add_recoverable("loss_history", hparams["loss_history"], optional_load=True)
+        checkpointer.add_recoverable("random_state", RandomState(), optional_load=True)
+
+
+def add_test_searcher(hparams: dict) -> None:
+    """Beam search (+ LM) for the test set where ``test_beam_size`` > 1."""
     if hparams.get("test_beam_size", 1) > 1:
         hparams["test_searcher"] = make_beam_searcher(
             hparams["text_encoder"], beam_size=hparams["test_beam_size"],
             kenlm_model_path=training_lm(hparams), alpha=hparams.get("lm_alpha", 0.5),
             beta=hparams.get("lm_beta", 1.0))
-    return LHUCCTCBrain(modules={"model": model}, opt_class=hparams["opt_class"],
-                        hparams=hparams, run_opts=run_opts, checkpointer=checkpointer)
 
 
 def training_lm(hparams: dict) -> str | None:
@@ -92,9 +124,21 @@ def training_lm(hparams: dict) -> str | None:
 
 
 def run_recipe(argv: list[str], prepare_fn, script: str) -> dict:
-    """Everything a recipe's train.py does; returns the results dict (also written as JSON)."""
+    """Everything a recipe's train.py does; returns the results dict (also written as JSON).
+    With ``test_checkpoint`` set, only decodes the test set with that pretrained file."""
     hparams_file, run_opts, overrides, hparams = load_recipe(argv)
-    prepare_data(prepare_fn, hparams)
+    with output_lock(hparams):
+        sb.create_experiment_directory(experiment_directory=hparams["output_folder"],
+                                       hyperparams_to_save=hparams_file, overrides=overrides)
+        prepare_data(prepare_fn, hparams)
+        if hparams.get("test_checkpoint"):
+            return test_checkpoint(hparams, run_opts, script, argv)
+        return train_and_test(hparams_file, hparams, run_opts, script, argv)
+
+
+def train_and_test(hparams_file, hparams: dict, run_opts: dict, script: str,
+                   argv: list[str]) -> dict:
+    """Train (resuming from the last checkpoint), test the best one, export and write results."""
     datasets, text_encoder, speaker_map = dataio_prepare(hparams)
     hparams["text_encoder"] = text_encoder
     brain = build_brain(hparams, run_opts, speaker_map)
@@ -109,11 +153,46 @@ def run_recipe(argv: list[str], prepare_fn, script: str) -> dict:
     if if_main_process():
         save_pretrained(hparams["pretrained_path"], brain.model, text_encoder, speaker_map,
                         hparams_file, extra={"results": results})
-        path = Path(hparams["results_json"])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(results, indent=1) + "\n")
-        logger.info("results: %s", json.dumps(results))
+        write_results(hparams["results_json"], results)
     return results
+
+
+def test_checkpoint(hparams: dict, run_opts: dict, script: str, argv: list[str]) -> dict:
+    """Decode the test set with the pretrained file ``test_checkpoint`` (no training folder
+    needed) and write the results JSON; the YAML's data and decoding settings apply."""
+    path = hparams["test_checkpoint"]
+    model, encoder, speaker_map, _ = load_pretrained(
+        path, feature_cache_dir=hparams.get("feature_cache_dir", STORED_CACHE_DIR))
+    datasets, text_encoder, speakers = dataio_prepare(hparams)
+    if characters_of(text_encoder) != characters_of(encoder):
+        raise ValueError(f"{path} outputs the units {characters_of(encoder)[:12]}... but this "
+                         f"YAML's are {characters_of(text_encoder)[:12]}...: use the YAML the "
+                         "checkpoint was trained with (its `hparams` text)")
+    if hparams.get("eval_with_speaker_rows") and speakers.to_dict() != speaker_map.to_dict():
+        raise ValueError(f"eval_with_speaker_rows: {path} was trained on other speakers than "
+                         "this YAML's train_csv, so its LHUC rows would go to the wrong speakers")
+    hparams["text_encoder"] = encoder
+    add_run_state(hparams)
+    add_test_searcher(hparams)
+    brain = LHUCCTCBrain(modules={"model": model}, opt_class=None, hparams=hparams,
+                         run_opts=run_opts, checkpointer=None)
+    brain.evaluate(datasets["test"], test_loader_kwargs=hparams["test_dataloader_opts"])
+    results = results_record(brain, hparams, datasets["test"], speaker_map, script, argv)
+    trained = pretrained_results(path)
+    results.update(checkpoint=str(path), epochs=trained.get("epochs"),
+                   train_seconds=trained.get("train_seconds"),
+                   train_loss_history=trained.get("train_loss_history", []),
+                   init_from=trained.get("init_from"))
+    if if_main_process():
+        write_results(hparams["results_json"], results)
+    return results
+
+
+def write_results(path: str | Path, results: dict) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=1) + "\n")
+    logger.info("results (%s): %s", path, json.dumps(results))
 
 
 def results_record(brain, hparams, test_set, speaker_map, script, argv) -> dict:
@@ -141,7 +220,7 @@ def results_record(brain, hparams, test_set, speaker_map, script, argv) -> dict:
         "init_from": hparams.get("init_from"),
         "model_config": brain.model.config,
         "lhuc_config": brain.model.lhuc_config,
-        "train_loss_history": [round(x, 4) for x in getattr(brain, "loss_history", [])],
+        "train_loss_history": [round(x, 4) for x in hparams["loss_history"].losses],
     }
     if "greedy" in scores:
         record["wer_greedy"] = scores["greedy"]["wer"]

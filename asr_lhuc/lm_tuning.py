@@ -25,11 +25,19 @@ from tqdm import tqdm
 import lhuc
 
 from .adapt.utterances import load_speakers, pad_batch
-from .cli import add_decoding_args, describe_device, pick_device, set_threads, write_results
+from .cli import (
+    add_decoding_args,
+    add_feature_cache_arg,
+    describe_device,
+    feature_cache_dir,
+    pick_device,
+    set_threads,
+    write_results,
+)
 from .data import normalize_text
 from .decode import beam_texts, make_beam_searcher
 from .lm import write_transcript_lm
-from .pretrained import load_pretrained
+from .pretrained import STORED_CACHE_DIR, load_pretrained
 from .scoring import age_group_fields, wer_by_age_group, wer_cer
 
 logger = logging.getLogger(__name__)
@@ -76,10 +84,12 @@ def score(items: list[dict], hyps: list[str]) -> dict:
 
 def tune(checkpoint: str, train_csv: str, valid_csv: str, test_csv: str, work_dir: str,
          alphas: list[float], betas: list[float], beam_size: int = 10, lm_order: int = 3,
-         default: tuple[float, float] = (0.5, 1.0), device: str | None = None) -> dict:
+         default: tuple[float, float] = (0.5, 1.0), device: str | None = None,
+         feature_cache_dir=STORED_CACHE_DIR) -> dict:
     """Grid-search (alpha, beta) by validation WER; test with the best pair and the default."""
     device = pick_device(device)
-    model, encoder, _, _ = load_pretrained(checkpoint, device)
+    model, encoder, _, _ = load_pretrained(checkpoint, device,
+                                           feature_cache_dir=feature_cache_dir)
     lm = str(write_transcript_lm(train_csv, work_dir, lm_order))
     valid, test = utterance_log_probs(model, valid_csv), utterance_log_probs(model, test_csv)
     grid = []
@@ -107,13 +117,15 @@ def main(argv=None):
     parser.add_argument("--alphas", type=float, nargs="+", default=[0.3, 0.5, 0.8, 1.2])
     parser.add_argument("--betas", type=float, nargs="+", default=[0.0, 1.0, 2.0])
     add_decoding_args(parser, lm_weights=False)
+    add_feature_cache_arg(parser)
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     set_threads(args)
     results = write_results(args.out, tune(args.checkpoint, args.train_csv, args.valid_csv,
                                            args.test_csv, args.work_dir, args.alphas, args.betas,
                                            args.beam_size, args.lm_order,
-                                           device=args.device),
+                                           device=args.device,
+                                           feature_cache_dir=feature_cache_dir(args)),
                             "asr_lhuc.lm_tuning", argv)
     print(json.dumps({k: results[k] for k in ("chosen", "test", "test_default")}, indent=1))
 

@@ -9,11 +9,13 @@ from pathlib import Path
 
 import torch
 
+from .checkpoints import LOAD_ERRORS
 from .decode import characters_of, make_text_encoder
 from .model import CTCAcousticModel
 from .speakers import SpeakerMap
 
 FORMAT = "asr_lhuc.ctc/1"
+STORED_CACHE_DIR = object()  # load_pretrained: keep the feature cache folder stored in the file
 
 
 def save_pretrained(path: str | Path, model: CTCAcousticModel, text_encoder, speaker_map,
@@ -51,7 +53,7 @@ def init_from_pretrained(model: CTCAcousticModel, path: str | Path) -> list[str]
     that did not: those blocks keep the pretrained Whisper weights; so can one that adds Moonshine
     (`moonshine_model`). Returns the names of the
     parameters left at their init."""
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+    blob = read_checkpoint(path)
     state = {k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()
              if "lhuc_table" not in k}
     own = model.state_dict()
@@ -68,12 +70,41 @@ def init_from_pretrained(model: CTCAcousticModel, path: str | Path) -> list[str]
     return missing
 
 
-def load_pretrained(path: str | Path, device: str | torch.device = "cpu"):
-    """Return (model: eval mode, float32, on `device`), text_encoder, speaker_map, hparams text."""
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    if blob.get("format") != FORMAT:
-        raise ValueError(f"{path} is not an asr_lhuc CTC checkpoint (format {blob.get('format')})")
-    model = CTCAcousticModel(**blob["model_config"])
+def read_checkpoint(path: str | Path) -> dict:
+    """The file's dict; a missing, truncated or garbled file is an error naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} not found")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except LOAD_ERRORS as err:
+        raise ValueError(
+            f"{path} ({path.stat().st_size} bytes) cannot be read: truncated or damaged (an "
+            f"interrupted copy or download, a full disk?). Copy it again, or re-export it: "
+            f"train.py writes it at the end of a run. ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''})") from err
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        found = blob.get("format") if isinstance(blob, dict) else type(blob).__name__
+        raise ValueError(f"{path} is not an asr_lhuc CTC checkpoint (format {found})")
+    return blob
+
+
+def pretrained_results(path: str | Path) -> dict:
+    """The training results train.py stored in the file ({} when there are none)."""
+    return read_checkpoint(path).get("extra", {}).get("results", {})
+
+
+def load_pretrained(path: str | Path, device: str | torch.device = "cpu",
+                    feature_cache_dir=STORED_CACHE_DIR):
+    """Return (model: eval mode, float32, on `device`), text_encoder, speaker_map, hparams text.
+
+    `feature_cache_dir`: where a Whisper/Moonshine front end keeps its features (None: memory
+    only); by default the folder stored in the file, as it was when the model was trained."""
+    blob = read_checkpoint(path)
+    config = dict(blob["model_config"])
+    if feature_cache_dir is not STORED_CACHE_DIR:
+        config["feature_cache_dir"] = None if feature_cache_dir is None else str(feature_cache_dir)
+    model = CTCAcousticModel(**config)
     state = blob["state_dict"]
     if blob["lhuc_config"]:
         rows = next(v for k, v in state.items() if k.endswith("lhuc_table.rows"))

@@ -6,7 +6,7 @@
         --train_csv exp/data/speechocean762/train.csv \\
         --valid_csv exp/data/speechocean762/valid.csv \\
         --test_csv exp/data/speechocean762/test.csv \\
-        --cache_dir exp/features/speechocean762 \\
+        --feature_cache_dir exp/features/speechocean762 \\
         --out results/asr/speechocean762/decoding/rescore_moonshine.json
 
 Two recognisers that err differently: the CTC models (one or an ensemble, `asr_lhuc.ensemble`;
@@ -41,14 +41,22 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .adapt.adapters import INDEX, load_speaker_adapter
-from .cli import add_decoding_args, describe_device, pick_device, set_threads, write_results
+from .cli import (
+    add_decoding_args,
+    add_feature_cache_arg,
+    describe_device,
+    feature_cache_dir,
+    pick_device,
+    set_threads,
+    write_results,
+)
 from .data import normalize_text, read_manifest, spell_digits
 from .data.text import DIGITS
 from .decode import characters_of, make_beam_searcher
 from .ensemble import combine
 from .lm import write_transcript_lm
 from .lm_tuning import score, utterance_log_probs
-from .pretrained import load_pretrained
+from .pretrained import load_pretrained, read_checkpoint
 
 logger = logging.getLogger(__name__)
 SAVE_EVERY = 25  # utterances between writes of the candidate file
@@ -245,7 +253,8 @@ def first_pass(args) -> tuple[dict, object]:
                          "checkpoints (one per checkpoint, 'none' for none)")
     per_split, encoder = {"valid": [], "test": []}, None
     for path, folder in zip(args.checkpoints, adapters):
-        model, model_encoder, _, _ = load_pretrained(path, pick_device(args.device))
+        model, model_encoder, _, _ = load_pretrained(
+            path, pick_device(args.device), feature_cache_dir=feature_cache_dir(args))
         if encoder is not None and characters_of(model_encoder) != characters_of(encoder):
             raise ValueError(f"{path}: its output units differ from {args.checkpoints[0]}'s")
         encoder = model_encoder
@@ -260,7 +269,7 @@ def first_pass(args) -> tuple[dict, object]:
 def training_summary(checkpoints: list[str]) -> dict:
     """checkpoint, epochs, train_seconds and params of the first-pass model(s), from the
     training results that train.py stores in each checkpoint (sums over an ensemble)."""
-    blobs = [torch.load(path, map_location="cpu", weights_only=True) for path in checkpoints]
+    blobs = [read_checkpoint(path) for path in checkpoints]
     runs = [blob.get("extra", {}).get("results", {}) for blob in blobs]
     single = len(checkpoints) == 1
     return {"checkpoint": checkpoints[0] if single else checkpoints,
@@ -270,12 +279,18 @@ def training_summary(checkpoints: list[str]) -> dict:
                           for r, b in zip(runs, blobs))}
 
 
+def moonshine_cache_dir(args) -> str | None:
+    """Moonshine's features go to the folder given for the first pass's (else memory only)."""
+    folder = feature_cache_dir(args)
+    return folder if isinstance(folder, str) else None
+
+
 def run(args) -> dict:
     per_split, encoder = first_pass(args)
     lm = (str(write_transcript_lm(args.train_csv, args.work_dir, args.lm_order))
           if args.lm_order else None)
     scorers = Scorers(encoder, lm, args.nbest, args.beam_size, args.moonshine_beam,
-                      args.lm_alpha, args.lm_beta, args.cache_dir)
+                      args.lm_alpha, args.lm_beta, moonshine_cache_dir(args))
     work = Path(args.work_dir)
     splits = {split: collect(scorers, combine(models), getattr(args, f"{split}_csv"),
                              work / f"candidates_{split}.json")
@@ -307,7 +322,7 @@ def main(argv=None):
         parser.add_argument(f"--{split}_csv", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--work_dir", default="exp/rescore", help="LM and candidate files")
-    parser.add_argument("--cache_dir", default=None, help="Moonshine encoder feature cache")
+    add_feature_cache_arg(parser, "--cache_dir")  # the first pass's and Moonshine's
     parser.add_argument("--adapters", nargs="+", default=None,
                         help="per checkpoint: a folder of adapt.py's speaker adapters, or 'none'")
     parser.add_argument("--lhuc_targets", nargs="+", default=None,

@@ -27,7 +27,8 @@ from hyperpyyaml import load_hyperpyyaml
 
 from asr_lhuc.decode import make_beam_searcher
 from asr_lhuc.lm import write_transcript_lm
-from asr_lhuc.pretrained import load_pretrained
+from asr_lhuc.pretrained import STORED_CACHE_DIR, load_pretrained
+from asr_lhuc.run_lock import RunLock
 
 from .adapters import save_speaker_adapters
 from .config import AdaptConfig
@@ -83,7 +84,9 @@ class Models:
             if not Path(path).is_file():
                 raise FileNotFoundError(f"{kind} checkpoint {path} not found: train it with the "
                                         "recipe's train.py or set it in the YAML")
-            self.loaded[path] = load_pretrained(path)
+            # A YAML without the key keeps the folder stored in the checkpoint.
+            cache = self.hp.get("feature_cache_dir", STORED_CACHE_DIR)
+            self.loaded[path] = load_pretrained(path, feature_cache_dir=cache)
         model, encoder, _, _ = self.loaded[path]
         model = copy.deepcopy(model)
         if kind == "si":
@@ -319,4 +322,5 @@ def main(prepare_fn, script: str) -> dict:
         hp["device"] = run_opts["device"]
     if hp.get("threads"):
         torch.set_num_threads(int(hp["threads"]))
-    return run(hp, prepare_fn, " ".join(["python", script, *map(shlex.quote, argv)]))
+    with RunLock(hp["output_folder"], "adaptation run"):  # one run per folder
+        return run(hp, prepare_fn, " ".join(["python", script, *map(shlex.quote, argv)]))

@@ -1,7 +1,9 @@
 """Adaptation targets: first-pass hypotheses (or transcripts, for the oracle) and confidence
-filtering. Speakers left with nothing usable are reported, never an error."""
+filtering. Speakers left with nothing usable are reported, never an error; a hypotheses file
+that lacks some of the utterances is (it was decoded on other data)."""
 
 import json
+import logging
 import random
 import string
 from dataclasses import dataclass, field
@@ -13,6 +15,8 @@ from asr_lhuc.data import normalize_text
 from .config import AdaptConfig
 from .system import AsrSystem
 from .utterances import SpeakerUtterance
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -50,6 +54,8 @@ def make_targets(system: AsrSystem, speakers: dict[str, list[SpeakerUtterance]],
     """
     targets, report = {}, TargetReport()
     external = load_hypotheses(cfg.hypotheses_file) if cfg.targets == "external" else None
+    if external is not None:
+        check_coverage(external, speakers, cfg.hypotheses_file)
     for spk, utts in speakers.items():
         if cfg.targets == "oracle":
             texts = [corrupt(u.text, cfg.target_noise, f"{cfg.seed}/{u.id}") for u in utts]
@@ -82,6 +88,27 @@ def load_hypotheses(path: str) -> dict[str, str]:
     if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
         raise ValueError(f"{path}: expected a JSON object mapping utterance ids to texts")
     return data
+
+
+def check_coverage(hypotheses: dict[str, str], speakers: dict[str, list[SpeakerUtterance]],
+                   path: str) -> None:
+    """A speaker with no hypothesis at all is an error: the file was decoded on other data, and
+    every such speaker would silently keep the baseline's output as its "adapted" result.
+    Single missing utterances are counted as empty targets, with a warning."""
+    missing = {spk: [u.id for u in utts if u.id not in hypotheses]
+               for spk, utts in speakers.items()}
+    uncovered = sorted(spk for spk, ids in missing.items() if len(ids) == len(speakers[spk]))
+    if uncovered:
+        raise ValueError(
+            f"hypotheses_file {path} has no hypothesis for any utterance of {len(uncovered)} of "
+            f"the {len(speakers)} test speakers ({uncovered[:3]}; first missing id: "
+            f"{missing[uncovered[0]][0]!r}): it was decoded on other data. Decode this test set "
+            "with the other recogniser (e.g. `python -m asr_lhuc.ensemble --test_csv <this "
+            "YAML's test_csv>`) and give that file")
+    n_missing = sum(len(ids) for ids in missing.values())
+    if n_missing:
+        logger.warning("hypotheses_file %s lacks %d utterances (first: %s): they are not adapted "
+                       "on", path, n_missing, next(ids[0] for ids in missing.values() if ids))
 
 
 def corrupt(text: str, rate: float, seed: str) -> str:

@@ -2,7 +2,7 @@
 
     python -m asr_lhuc.whisper.precompute exp/data/speechocean762/*.csv \\
         --cache_dir exp/features/speechocean762 [--model base] [--speeds 90 100 110] \\
-        [--levels final 5]
+        [--levels final 5] [--workers 2]
 
 `--levels` picks which outputs are cached, from one encoder pass: ``final`` (the frozen front
 end) and/or ``k``, the output of the first k blocks (`split_block=k`, for models that fine-tune
@@ -16,6 +16,8 @@ what it could detect).
 
 import argparse
 import logging
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 
 import speechbrain as sb
 import torch
@@ -23,7 +25,7 @@ from tqdm import tqdm
 
 from asr_lhuc.data import read_manifest
 
-from ..cached_frontend import speed_key
+from ..cached_frontend import audio_digest, speed_key
 from .frontend import WhisperFrontend, encode_levels
 
 logger = logging.getLogger(__name__)
@@ -32,33 +34,63 @@ MOONSHINE = "moonshine"  # the Moonshine cache's key among the Whisper levels
 
 def precompute(csvs: list[str], cache_dir: str, model: str = "base",
                speeds: tuple[int, ...] = (100,), levels: tuple[int | None, ...] = (None,),
-               moonshine: str | None = None) -> dict:
+               moonshine: str | None = None, workers: int = 1) -> dict:
     """Encode every (utterance of `csvs`, speed) not yet cached at every level (and by
-    Moonshine); returns counts."""
+    Moonshine); returns counts. `workers` > 1 splits the utterances between that many
+    processes of one thread each (faster than one process with as many threads: the
+    encoder's per-utterance work is too small to keep several threads busy)."""
+    rows = list({row["ID"]: row for csv in csvs for row in read_manifest(csv)}.values())
+    settings = (cache_dir, model, tuple(speeds), tuple(levels), moonshine)
+    if workers <= 1:
+        parts = [encode_rows(rows, *settings)]
+    else:
+        chunks = [rows[i::workers] for i in range(workers)]
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"),
+                                 initializer=torch.set_num_threads, initargs=(1,)) as pool:
+            parts = list(pool.map(encode_rows, chunks, *([x] * workers for x in settings),
+                                  range(workers)))
+    failed = [uid for part in parts for uid in part["unreadable"]]
+    counts = {"utterances": len(rows), "speeds": list(speeds),
+              "levels": ["final" if lv is None else lv for lv in levels]
+              + ([MOONSHINE] if moonshine else []),
+              "computed": sum(p["computed"] for p in parts),
+              "already_cached": sum(p["already_cached"] for p in parts),
+              "unreadable": len(failed), "workers": max(workers, 1)}
+    logger.info("feature cache %s: %s", cache_dir, counts)
+    return counts
+
+
+def make_frontends(cache_dir: str, model: str, levels, moonshine: str | None) -> dict:
+    """One front end per cached level (and Moonshine's), each owning its cache folder."""
     frontends = {level: WhisperFrontend(model, cache_dir, split_block=level) for level in levels}
     if moonshine:
         from ..moonshine import MoonshineFrontend
 
         frontends[MOONSHINE] = MoonshineFrontend(moonshine, cache_dir)
+    return frontends
+
+
+def encode_rows(rows: list[dict], cache_dir: str, model: str, speeds, levels,
+                moonshine: str | None, worker: int = 0) -> dict:
+    """Cache the missing entries of `rows` (one process); counts and unreadable ids."""
+    frontends = make_frontends(cache_dir, model, levels, moonshine)
     first = next(iter(frontends.values()))
-    rows = {row["ID"]: row for csv in csvs for row in read_manifest(csv)}
-
-    def missing_levels(uid, speed):
-        return [lv for lv, fe in frontends.items()
-                if not fe.cache_path(speed_key(uid, speed)).is_file()]
-
-    todo = [(r, {s: missing_levels(uid, s) for s in speeds}) for uid, r in rows.items()]
-    todo = [(r, {s: lv for s, lv in m.items() if lv}) for r, m in todo]
-    todo = [(r, m) for r, m in todo if m]
-    failed, n_computed = [], 0
-    for row, missing in tqdm(todo, desc="features", unit="utt"):
+    failed, n_computed, n_cached = [], 0, 0
+    for row in tqdm(rows, desc="features" + (f" (worker {worker})" if worker else ""),
+                    unit="utt", position=worker):
         try:
             wav = sb.dataio.dataio.read_audio(row["wav"])
         except Exception as err:  # noqa: BLE001 - report every unreadable file, keep going
             failed.append(row["ID"])
             logger.warning("%s: cannot read %s (%s)", row["ID"], row["wav"], err)
             continue
-        for speed, lvls in missing.items():
+        digest = audio_digest(wav)  # the same key as training's (`CachedFrontend.cached`)
+        for speed in speeds:
+            key = speed_key(row["ID"], speed)
+            lvls = [lv for lv, fe in frontends.items() if not fe.cache_path(key, digest).is_file()]
+            n_cached += len(frontends) - len(lvls)
+            if not lvls:
+                continue
             audio = first.perturb(wav, speed)
             whisper_levels = [lv for lv in lvls if lv != MOONSHINE]
             feats = encode_levels(frontends[whisper_levels[0]].encoder,
@@ -67,16 +99,9 @@ def precompute(csvs: list[str], cache_dir: str, model: str = "base",
             if MOONSHINE in lvls:
                 feats[MOONSHINE] = frontends[MOONSHINE].encode_one(audio)
             for level, value in feats.items():
-                frontends[level].store(speed_key(row["ID"], speed), value)
+                frontends[level].store(key, digest, value)
             n_computed += len(lvls)
-    n_entries = len(rows) * len(speeds) * len(frontends)
-    counts = {"utterances": len(rows), "speeds": list(speeds),
-              "levels": ["final" if lv is None else lv for lv in frontends],
-              "computed": n_computed,
-              "already_cached": n_entries - sum(len(lv) for _, m in todo for lv in m.values()),
-              "unreadable": len(failed)}
-    logger.info("feature cache %s: %s", first.cache_dir.parent, counts)
-    return counts
+    return {"computed": n_computed, "already_cached": n_cached, "unreadable": failed}
 
 
 def main(argv=None):
@@ -92,7 +117,11 @@ def main(argv=None):
                         "'none': no Whisper features")
     parser.add_argument("--moonshine", default=None,
                         help="also cache this Moonshine encoder's output ('base' or a file)")
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads of a single process (with --workers 1)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes of one thread each, the utterances split between them "
+                        "(faster than one process with as many threads)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -100,7 +129,7 @@ def main(argv=None):
     if not levels and not args.moonshine:
         parser.error("nothing to cache: give --levels other than 'none' or --moonshine")
     print(precompute(args.csvs, args.cache_dir, args.model, tuple(args.speeds), levels,
-                     args.moonshine))
+                     args.moonshine, args.workers))
 
 
 if __name__ == "__main__":

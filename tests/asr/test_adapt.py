@@ -474,6 +474,20 @@ def test_external_hypotheses_become_targets(corpus, trained, tmp_path):
     assert sum(report.empty.values()) == 1
 
 
+def test_hypotheses_of_other_speakers_are_refused(corpus, trained, tmp_path):
+    from asr_lhuc.adapt.targets import make_targets
+
+    speakers = fsdd_only(corpus)
+    first = sorted(speakers)[0]
+    path = tmp_path / "hyps.json"  # every speaker but the first covered
+    path.write_text(json.dumps({u.id: u.text for spk, us in speakers.items() if spk != first
+                                for u in us}))
+    with pytest.raises(ValueError, match=f"hypotheses_file {path} has no hypothesis for any "
+                       f"utterance of 1 of the {len(speakers)} test speakers .*'{first}'"):
+        make_targets(fresh(trained[0]), speakers,
+                     CFG.replace(targets="external", hypotheses_file=str(path)))
+
+
 def test_held_out_split_is_written_as_manifests(tmp_path):
     from test_lm_tuning import manifest
 

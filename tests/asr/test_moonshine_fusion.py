@@ -8,6 +8,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from asr_lhuc.cached_frontend import audio_digest
 from asr_lhuc.data import prepare_speechocean762
 from asr_lhuc.decode import make_text_encoder
 from asr_lhuc.experiment import run_recipe
@@ -43,12 +44,12 @@ def test_moonshine_frames_are_41_hz_cached_and_speed_keyed(tmp_path):
     feats = frontend.cached("u1", wav)
     # Conv strides 64, 3, 2 (384 samples, ~41.7 Hz): 2 s = 32000 samples -> 82 frames of 416.
     assert feats.shape == (82, 416) and torch.isfinite(feats).all()
-    assert (tmp_path / "moonshine-base" / "u1.pt").is_file()
-    stored = torch.load(tmp_path / "moonshine-base" / "u1.pt", weights_only=True)
+    entry = tmp_path / "moonshine-base" / f"u1.{audio_digest(wav)}.pt"  # keyed by the audio too
+    stored = torch.load(entry, weights_only=True)
     assert stored.dtype == torch.float16
     assert torch.allclose(stored.float(), frontend.encode_one(wav), atol=2e-2)
     fast = frontend.cached("u1", wav, speed=110)
-    assert (tmp_path / "moonshine-base" / "u1@sp110.pt").is_file() and fast.shape[0] < 82
+    assert entry.with_name(f"u1@sp110.{audio_digest(wav)}.pt").is_file() and fast.shape[0] < 82
     assert float((feats - frontend.encode_one(speech(2.0, 1))).abs().mean()) > 0.1  # audio matters
     with pytest.raises(FileNotFoundError, match="Moonshine encoder"):
         MoonshineFrontend(str(tmp_path / "nope.onnx"))

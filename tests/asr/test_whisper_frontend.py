@@ -2,14 +2,18 @@
 and stay out of checkpoints, and a CTC model on top trains through the recipe."""
 
 import json
+import logging
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+import speechbrain as sb
 import torch
 
 import lhuc
+from asr_lhuc.cached_frontend import audio_digest
 from asr_lhuc.data import prepare_speechocean762
 from asr_lhuc.experiment import run_recipe
 from asr_lhuc.model import CTCAcousticModel, count_parameters
@@ -73,7 +77,7 @@ def test_features_are_cached_on_disk_and_not_in_the_state_dict(tmp_path, monkeyp
     wavs = torch.stack([speech(1.0, 0), speech(1.0, 1)])
     first = frontend(wavs, torch.tensor([1.0, 0.5]), ids=["a/1", "b"])
     assert first.shape == (2, 50, 512)  # 100 mel frames at 10 ms, halved by the stride
-    assert sorted(p.name for p in frontend.cache_dir.iterdir()) == ["a_1.pt", "b.pt"]
+    assert entries(frontend.cache_dir) == ["a_1", "b"]
     assert frontend.state_dict() == {} and not list(frontend.parameters())
     again = WhisperFrontend("base", cache_dir=str(tmp_path))
     monkeypatch.setattr(again, "encode_one", lambda wav: pytest.fail("cache not used"))
@@ -88,11 +92,32 @@ def test_speed_perturbed_features_have_their_own_cache_entries_and_lengths(tmp_p
     feats, lens = frontend.encode_batch(wavs, torch.ones(2), ids=["a", "b"], speeds=[90, 110])
     # speed 90 = 10% slower: 17,778 samples -> 111 mel frames -> 56 at 50 Hz; 110: 14,546 -> 45
     assert feats.shape == (2, 56, 512) and torch.allclose(lens, torch.tensor([1.0, 45 / 56]))
-    assert sorted(p.name for p in frontend.cache_dir.iterdir()) == ["a@sp90.pt", "b@sp110.pt"]
+    assert entries(frontend.cache_dir) == ["a@sp90", "b@sp110"]
     plain = frontend.cached("a", wavs[0])
     assert plain.shape == (50, 512) and not torch.allclose(plain[:45], feats[0, :45], atol=1e-2)
     precomputed = precompute_speeds(tmp_path)
     assert precomputed == {"computed": 1, "already_cached": 2}
+
+
+def entries(folder: Path) -> list[str]:
+    """The cache entries' keys (file names are `<key>.<16 hex digits of the audio's hash>.pt`)."""
+    names = sorted(p.name for p in folder.iterdir())
+    assert all(re.fullmatch(r"[\w.@-]+\.[0-9a-f]{16}\.pt", n) for n in names), names
+    return [n.rsplit(".", 2)[0] for n in names]
+
+
+def test_changed_audio_under_the_same_id_is_recomputed(tmp_path, caplog):
+    first = WhisperFrontend("base", cache_dir=str(tmp_path)).cached("a", speech(1.0, 0))
+    (tmp_path / "whisper-base" / "a@sp90.pt").write_bytes(b"")  # the old id-only layout
+    again = WhisperFrontend("base", cache_dir=str(tmp_path))  # a new run, re-prepared audio
+    with caplog.at_level(logging.WARNING):
+        changed = again.cached("a", speech(1.0, 1))
+        again.cached("a", speech(1.0, 0), speed=90)
+    assert not torch.allclose(first, changed, atol=0.1), "stale features of the old audio"
+    assert torch.allclose(changed, again.encode_one(speech(1.0, 1)), atol=1e-2, rtol=2e-3)
+    assert "old id-only layout (e.g. a@sp90.pt)" in caplog.text
+    (tmp_path / "whisper-base" / "a@sp90.pt").unlink()
+    assert entries(tmp_path / "whisper-base") == ["a", "a", "a@sp90"]  # two versions of "a"
 
 
 def precompute_speeds(cache_dir) -> dict:
@@ -183,8 +208,8 @@ def test_recipe_with_conformer_subwords_and_cached_speed_perturbation(tmp_path):
     res = run_recipe(args, prepare_speechocean762, "train.py")
     assert res["model_config"]["encoder_type"] == "conformer"
     assert res["train_loss_history"][-1] < res["train_loss_history"][0]
-    perturbed = list((tmp_path / "features" / "whisper-base").glob("*@sp*.pt"))
-    assert perturbed and all(p.stem.split("@")[1] in ("sp90", "sp110") for p in perturbed)
+    perturbed = [e for e in entries(tmp_path / "features" / "whisper-base") if "@" in e]
+    assert perturbed and all(e.split("@")[1] in ("sp90", "sp110") for e in perturbed)
     assert (out / "tokenizer" / "sp_unigram40.model").is_file()
     model, encoder, _, _ = load_pretrained(out / "pretrained.pt")
     assert len(encoder) == model.config["n_tokens"] == 41
@@ -227,12 +252,32 @@ def test_precompute_caches_several_levels_from_one_pass(tmp_path):
     write_manifest(tmp_path / "m.csv", [Utterance(ID="a", wav=str(wav), spk_id="s", wrd="A")])
     counts = precompute([str(tmp_path / "m.csv")], str(tmp_path), levels=(None, 5))
     assert counts["computed"] == 2 and counts["levels"] == ["final", 5]
+    digest = audio_digest(sb.dataio.dataio.read_audio(str(wav)))
     for level in (None, 5):
         frontend = WhisperFrontend("base", str(tmp_path), split_block=level)
-        stored = torch.load(frontend.cache_path("a"), weights_only=True).float()
+        stored = torch.load(frontend.cache_path("a", digest), weights_only=True).float()
         assert torch.allclose(stored, frontend.encode_one(speech(1.0, 0)), atol=1e-2, rtol=2e-3)
     again = precompute([str(tmp_path / "m.csv")], str(tmp_path), levels=(None, 5))
     assert again["computed"] == 0 and again["already_cached"] == 2
+
+
+def test_precompute_with_worker_processes_fills_the_same_cache(tmp_path):
+    from asr_lhuc.data.manifest import Utterance, write_manifest
+    from asr_lhuc.whisper.precompute import precompute
+    utts = []
+    for i in range(3):
+        sf.write(tmp_path / f"u{i}.wav", speech(0.5 + 0.25 * i, i).numpy(), 16000)
+        utts.append(Utterance(ID=f"u{i}", wav=str(tmp_path / f"u{i}.wav"), spk_id="s", wrd="A"))
+    write_manifest(tmp_path / "m.csv", utts)
+    one = precompute([str(tmp_path / "m.csv")], str(tmp_path / "one"))
+    two = precompute([str(tmp_path / "m.csv")], str(tmp_path / "two"), workers=2)
+    assert one["computed"] == two["computed"] == 3 and two["workers"] == 2
+    files = sorted(p.name for p in (tmp_path / "one" / "whisper-base").iterdir())
+    assert files == sorted(p.name for p in (tmp_path / "two" / "whisper-base").iterdir())
+    for name in files:
+        a, b = (torch.load(tmp_path / run / "whisper-base" / name, weights_only=True)
+                for run in ("one", "two"))
+        assert torch.allclose(a.float(), b.float(), atol=1e-2), name
 
 
 @needs_so762
@@ -286,3 +331,29 @@ def test_lhuc_inside_fine_tuned_whisper_blocks_adapts_through_the_prefix_cache(t
     with pytest.raises(ValueError, match="whisper_trainable_blocks"):
         CTCAcousticModel(n_tokens=29, frontend="whisper", cnn_blocks=0).attach_speaker_lhuc(
             ["whisper_top.blocks.0.mlp.1"], num_speakers=2)
+
+
+def test_the_feature_cache_folder_stored_in_a_checkpoint_can_be_changed(tmp_path):
+    import argparse
+
+    from asr_lhuc.adapt.recipe import Models
+    from asr_lhuc.cli import add_feature_cache_arg, feature_cache_dir
+    from asr_lhuc.pretrained import STORED_CACHE_DIR
+
+    path = ROOT / "recipes" / "speechocean762" / "ASR" / "CTC" / "pretrained" / "whisper_si.pt"
+    stored = load_pretrained(path)[0].compute_features.cache_dir
+    assert stored == Path("exp/features/speechocean762/whisper-base")  # relative to the cwd
+    moved = load_pretrained(path, feature_cache_dir=tmp_path / "f")[0].compute_features
+    assert moved.cache_dir == tmp_path / "f" / "whisper-base"
+    assert load_pretrained(path, feature_cache_dir=None)[0].compute_features.cache_dir is None
+    # adapt.py's YAML key
+    models = Models({"si_checkpoint": str(path), "feature_cache_dir": str(tmp_path / "a"),
+                     "lhuc_targets": ["DNN.block_0.act"], "output_folder": str(tmp_path)})
+    system = models.fresh("si")
+    assert system.model.compute_features.cache_dir == tmp_path / "a" / "whisper-base"
+    # the command lines' flag (ensemble, lm_tuning, rescore; rescore's --cache_dir alias)
+    parser = argparse.ArgumentParser()
+    add_feature_cache_arg(parser, "--cache_dir")
+    assert feature_cache_dir(parser.parse_args([])) is STORED_CACHE_DIR
+    assert feature_cache_dir(parser.parse_args(["--cache_dir", "x"])) == "x"
+    assert feature_cache_dir(parser.parse_args(["--feature_cache_dir", "none"])) is None

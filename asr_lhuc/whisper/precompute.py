@@ -10,8 +10,8 @@ the blocks above); ``--levels none`` skips Whisper. `--moonshine base` also cach
 encoder output (`moonshine_model` in training) from the same audio reads.
 
 Utterances already in the cache are skipped, so a killed run continues where it stopped;
-unreadable audio is counted and reported (training's data preparation has already dropped
-what it could detect).
+audio that training would refuse (unreadable, NaN/inf, not 16 kHz mono) is not cached but
+counted and reported, naming each file.
 """
 
 import argparse
@@ -19,17 +19,18 @@ import logging
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 
-import speechbrain as sb
 import torch
 from tqdm import tqdm
 
-from asr_lhuc.data import read_manifest
+from asr_lhuc.data import AudioProblem, read_manifest
+from asr_lhuc.data.audio import load_manifest_audio
 
 from ..cached_frontend import audio_digest, speed_key
 from .frontend import WhisperFrontend, encode_levels
 
 logger = logging.getLogger(__name__)
 MOONSHINE = "moonshine"  # the Moonshine cache's key among the Whisper levels
+WHISPER_RATE = 16000
 
 
 def precompute(csvs: list[str], cache_dir: str, model: str = "base",
@@ -78,11 +79,11 @@ def encode_rows(rows: list[dict], cache_dir: str, model: str, speeds, levels,
     failed, n_computed, n_cached = [], 0, 0
     for row in tqdm(rows, desc="features" + (f" (worker {worker})" if worker else ""),
                     unit="utt", position=worker):
-        try:
-            wav = sb.dataio.dataio.read_audio(row["wav"])
-        except Exception as err:  # noqa: BLE001 - report every unreadable file, keep going
+        try:  # training's own reader: the same samples (so the same cache key) and checks
+            wav = torch.from_numpy(load_manifest_audio(row["wav"], WHISPER_RATE))
+        except AudioProblem as problem:  # NaN/inf, wrong rate, stereo, unreadable: keep going
             failed.append(row["ID"])
-            logger.warning("%s: cannot read %s (%s)", row["ID"], row["wav"], err)
+            logger.warning("%s: not cached: %s", row["ID"], problem)
             continue
         digest = audio_digest(wav)  # the same key as training's (`CachedFrontend.cached`)
         for speed in speeds:

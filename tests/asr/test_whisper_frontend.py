@@ -280,6 +280,23 @@ def test_precompute_with_worker_processes_fills_the_same_cache(tmp_path):
         assert torch.allclose(a.float(), b.float(), atol=1e-2), name
 
 
+def test_precompute_caches_nothing_for_audio_training_would_refuse(tmp_path, caplog):
+    from asr_lhuc.data.manifest import Utterance, write_manifest
+    from asr_lhuc.whisper.precompute import precompute
+    good, nan = speech(0.5, 0).numpy(), speech(0.5, 1).numpy()
+    nan[100:200] = float("nan")
+    sf.write(tmp_path / "good.wav", good, 16000)
+    sf.write(tmp_path / "nan.wav", nan, 16000, subtype="FLOAT")
+    write_manifest(tmp_path / "m.csv", [
+        Utterance(ID="good", wav=str(tmp_path / "good.wav"), spk_id="s", wrd="A"),
+        Utterance(ID="nan", wav=str(tmp_path / "nan.wav"), spk_id="s", wrd="A")])
+    counts = precompute([str(tmp_path / "m.csv")], str(tmp_path / "cache"))
+    assert counts["computed"] == 1 and counts["unreadable"] == 1
+    assert "nan.wav" in caplog.text and "NaN" in caplog.text
+    assert [p.name.split(".")[0] for p in (tmp_path / "cache" / "whisper-base").iterdir()] == [
+        "good"]
+
+
 @needs_so762
 def test_recipe_fine_tunes_whisper_top_from_a_frozen_front_end_model(tmp_path):
     frozen = run_recipe(tiny_recipe_args(tmp_path, "--rnn_layers", "1", "--rnn_neurons", "32"),

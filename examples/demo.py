@@ -61,7 +61,10 @@ def run(step: Step) -> float:
     start = time.perf_counter()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
-    subprocess.run(step.command, cwd=ROOT, env=env, check=True)
+    code = subprocess.run(step.command, cwd=ROOT, env=env).returncode
+    if code != 0:
+        sys.exit(f"demo step {step.name!r} failed (exit status {code}); rerun it alone from "
+                 f"{ROOT} with: {shown}")
     return time.perf_counter() - start
 
 

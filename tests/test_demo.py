@@ -1,6 +1,7 @@
 """`make demo` end to end at reduced size (examples/demo.py --quick): every step runs, ends in
 its table, writes its results, and imports none of the packages the demo set-up leaves out."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -72,3 +73,15 @@ def test_quick_demo_runs_every_step_and_prints_its_tables(tmp_path):
     used = {name.split(".")[0] for modules in recorded for name in modules}
     assert "speechbrain" in used and "recsys_lhuc" in used  # the recorder did see the steps
     assert not used & set(NOT_INSTALLED_FOR_DEMO)
+
+
+def test_a_failing_step_stops_the_demo_naming_the_step_and_its_command():
+    spec = importlib.util.spec_from_file_location("demo", ROOT / "examples" / "demo.py")
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    step = demo.Step("broken", [sys.executable, "-c", "raise SystemExit(3)"])
+    with pytest.raises(SystemExit) as stop:
+        demo.run(step)
+    message = str(stop.value.code)
+    assert "'broken' failed (exit status 3)" in message
+    assert "python -c raise SystemExit(3)" in message

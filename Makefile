@@ -3,10 +3,12 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.installed-demo
 TORCHREC_CPU_DEPS := fbgemm-gpu-cpu==1.9.0 tensordict torchmetrics==1.0.3 pyre-extensions
 
-.PHONY: demo test lint setup torchrec gpu-check
+.PHONY: demo test lint setup setup-demo torchrec gpu-check
 
+# Everything, for the test suite: all extras, dev tools and TorchRec.
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
@@ -15,19 +17,21 @@ $(STAMP): pyproject.toml
 	# TorchRec is optional; its default fbgemm-gpu needs an NVIDIA driver, so take the CPU build.
 	($(PY) -m pip install -q --no-deps torchrec==1.9.2 && \
 	 $(PY) -m pip install -q $(TORCHREC_CPU_DEPS)) || echo "TorchRec not installed: its tests will skip"
-	touch $(STAMP)
+	touch $(STAMP) $(DEMO_STAMP)
 
-demo: $(STAMP)
-	OMP_NUM_THREADS=2 $(PY) examples/core_example.py
-	# Ranking: DNN and PPNet on the synthetic default, next to its Bayes-optimal AUC.
-	OMP_NUM_THREADS=2 $(PY) -m recsys_lhuc demo
-	# ASR: a SAT-LHUC model on the synthetic corpus (fine-tuned from the committed SI model),
-	# then unsupervised LHUC adaptation of its held-out speakers: the WER table.
-	OMP_NUM_THREADS=2 $(PY) recipes/Synthetic/ASR/CTC/train.py \
-	    recipes/Synthetic/ASR/CTC/hparams/demo.yaml --mode sat_lhuc
-	OMP_NUM_THREADS=2 $(PY) recipes/Synthetic/ASR/CTC/adapt.py \
-	    recipes/Synthetic/ASR/CTC/hparams/adapt_demo.yaml \
-	    --si_checkpoint recipes/Synthetic/ASR/CTC/pretrained/si.pt
+# Only what the demo runs: the core, the SpeechBrain port and the ranking port. No pretrained
+# Whisper/Moonshine weights, ONNX Runtime, CTranslate2 or TorchRec.
+setup-demo: $(DEMO_STAMP)
+
+$(DEMO_STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -e ".[asr,recsys]"
+	touch $(DEMO_STAMP)
+
+# Core example, ranking (DNN vs PPNet) and unsupervised LHUC adaptation of the committed ASR
+# models, each ending in a table, then the time of each step (examples/demo.py says more).
+demo: $(DEMO_STAMP)
+	OMP_NUM_THREADS=2 $(PY) examples/demo.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -9,7 +9,6 @@ pass of unsupervised adaptation. WER/CER come from jiwer (`asr_lhuc.scoring`); S
 
 import logging
 import time
-from pathlib import Path
 
 import speechbrain as sb
 import torch
@@ -26,7 +25,6 @@ from .data.manifest import read_dataset_rows
 from .decode import beam_texts, greedy_texts, make_text_encoder
 from .scoring import wer_by_age_group, wer_cer
 from .speakers import SpeakerMap
-from .subwords import SubwordUnits, train_sentencepiece
 
 logger = logging.getLogger(__name__)
 
@@ -169,13 +167,10 @@ class LHUCCTCBrain(sb.Brain):
 
     def init_optimizers(self):
         """One optimizer; fine-tuned Whisper blocks learn at ``whisper_lr_scale`` x lr (a
-        pretrained Transformer wants a far smaller step than the head trained from scratch) and
-        a Moonshine fusion projection at ``moonshine_lr_scale`` x lr (it starts at zero inside
-        a model that may already be trained)."""
-        scaled = [(module, getattr(self.hparams, name, 1.0)) for module, name in (
-            (self.model.whisper_top, "whisper_lr_scale"),
-            (getattr(self.model, "moonshine_fusion", None), "moonshine_lr_scale"))]
-        scaled = [(m, scale) for m, scale in scaled if m is not None and scale != 1.0]
+        pretrained Transformer wants a far smaller step than the head trained from scratch)."""
+        scale = getattr(self.hparams, "whisper_lr_scale", 1.0)
+        scaled = [(self.model.whisper_top, scale)] if self.model.whisper_top is not None else []
+        scaled = [(m, scale) for m, scale in scaled if scale != 1.0]
         if not scaled or self.opt_class is None:
             return super().init_optimizers()
         own = {id(p) for m, _ in scaled for p in m.parameters()}
@@ -228,10 +223,9 @@ def dataio_prepare(hparams: dict):
     """Datasets for train/valid/test (DynamicItemDataset), the text encoder and the speaker map.
 
     hparams: ``train_csv``, ``valid_csv``, ``test_csv``, ``characters`` (the units, and the
-    characters a transcript may use), optional ``units: sentencepiece`` (with ``sp_vocab_size``,
-    ``sp_model_type``, trained in ``output_folder``) and ``sorting`` ("ascending" |
-    "descending" | "random"). Rows whose normalised transcript is
-    empty or uses characters outside ``characters`` are counted, logged and dropped.
+    characters a transcript may use) and ``sorting`` ("ascending" | "descending" | "random").
+    Rows whose normalised transcript is empty or uses characters outside ``characters`` are
+    counted, logged and dropped.
     A manifest with a missing column, or a file that is missing, unreadable, not mono or not at
     the model's rate (``model.config["sample_rate"]``, 16 kHz) is refused naming the file; a
     file with NaN/inf samples is refused when it is loaded.
@@ -268,17 +262,13 @@ def dataio_prepare(hparams: dict):
 
 
 def make_units(hparams: dict):
-    """(text encoder, text -> labels): characters, or SentencePiece pieces of the train set."""
+    """(text encoder, text -> labels): the characters of the YAML (the only units: LHUC
+    adaptation reads character hypotheses; SentencePiece units gained nothing, see
+    docs/RESULTS.md)."""
     units = hparams.get("units", "characters")
-    if units == "characters":
-        return make_text_encoder(hparams["characters"]), list
-    if units != "sentencepiece":
-        raise ValueError(f"units must be 'characters' or 'sentencepiece', got {units!r}")
-    args = [hparams["train_csv"], Path(hparams["output_folder"]) / "tokenizer",
-            hparams.get("sp_vocab_size", 100), hparams.get("sp_model_type", "unigram")]
-    sb.utils.distributed.run_on_main(train_sentencepiece, args=args)
-    subwords = SubwordUnits(train_sentencepiece(*args))
-    return make_text_encoder(subwords.labels), subwords.pieces
+    if units != "characters":
+        raise ValueError(f"units must be 'characters', got {units!r}")
+    return make_text_encoder(hparams["characters"]), list
 
 
 def _add_pipelines(datasets, encoder, tokenize, speaker_map, sample_rate):

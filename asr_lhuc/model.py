@@ -20,21 +20,18 @@ from torch import nn
 
 import lhuc
 
-from .conformer import conformer_encoder
-
 RNN_CLASSES = {"lstm": sb.nnet.RNN.LSTM, "gru": sb.nnet.RNN.GRU}
 
 
 @dataclass
 class FrontEndOutput:
-    """The untrained front ends' output for a padded batch. `lens`: the relative lengths the
+    """The untrained front end's output for a padded batch. `lens`: the relative lengths the
     model reports; `frame_lens`: those of the feature frames themselves (fine-tuned Whisper
-    blocks mask with them); `moonshine`: Moonshine's frames on the same time axis, or None."""
+    blocks mask with them)."""
 
     feats: torch.Tensor
     lens: torch.Tensor
     frame_lens: torch.Tensor
-    moonshine: torch.Tensor | None = None
 
 
 class StatsDetachedNormalization(InputNormalization):
@@ -83,14 +80,10 @@ class CTCAcousticModel(nn.Module):
     frontend : "fbank" or "whisper" (a frozen pretrained Whisper encoder; n_mels is then unused).
     whisper_model : which Whisper ("base", "tiny.en" or a CTranslate2 model folder).
     feature_cache_dir : where the Whisper features of each utterance id are kept (None: memory).
-    projection_dim : CRDNN's linear projection before the RNN (-1: none); the Conformer's width.
-    encoder_type : "crdnn" (CNN/RNN/DNN) or "conformer" (`asr_lhuc.conformer`: SpeechBrain's
-        Conformer layers in place of the RNN, same module names otherwise).
-    conformer_layers, conformer_heads, conformer_ffn, conformer_kernel : the Conformer's size.
+    projection_dim : CRDNN's linear projection before the RNN (-1: none).
+    encoder_type : "crdnn" (CNN/RNN/DNN), the only head (stored in checkpoints' configs).
     whisper_trainable_blocks : fine-tune Whisper's top N blocks (and final norm) as part of the
         model (`self.whisper_top`); the front end then caches the output of the blocks below.
-    moonshine_model : also a frozen Moonshine encoder ("base" or an encoder file), its frames
-        projected and added to Whisper's (`asr_lhuc.moonshine.fusion`; projection starts at 0).
 
     ``self.config`` keeps these arguments so that `asr_lhuc.pretrained` can rebuild the model.
     """
@@ -102,9 +95,7 @@ class CTCAcousticModel(nn.Module):
                  rnn_bidirectional: bool = True, dnn_blocks: int = 2, dnn_neurons: int = 256,
                  dropout: float = 0.15, frontend: str = "fbank", whisper_model: str = "base",
                  feature_cache_dir: str | None = None, projection_dim: int = -1,
-                 encoder_type: str = "crdnn", conformer_layers: int = 3, conformer_heads: int = 4,
-                 conformer_ffn: int = 512, conformer_kernel: int = 15,
-                 whisper_trainable_blocks: int = 0, moonshine_model: str | None = None):
+                 encoder_type: str = "crdnn", whisper_trainable_blocks: int = 0):
         super().__init__()
         self.config = dict(
             n_tokens=n_tokens, n_mels=n_mels, sample_rate=sample_rate, cnn_blocks=cnn_blocks,
@@ -116,11 +107,9 @@ class CTCAcousticModel(nn.Module):
             feature_cache_dir=feature_cache_dir, projection_dim=projection_dim,
             encoder_type=encoder_type, whisper_trainable_blocks=whisper_trainable_blocks,
         )
-        if moonshine_model:  # only when used: older checkpoints' configs stay loadable
-            self.config["moonshine_model"] = moonshine_model
-        if encoder_type == "conformer":
-            self.config.update(conformer_layers=conformer_layers, conformer_heads=conformer_heads,
-                               conformer_ffn=conformer_ffn, conformer_kernel=conformer_kernel)
+        if encoder_type != "crdnn":  # a Conformer head was tried and gained nothing
+            raise ValueError(f"encoder_type must be 'crdnn', got {encoder_type!r} (the "
+                             "Conformer head was removed; docs/RESULTS.md has its results)")
         self.lhuc_config: dict | None = None
         self.frozen = False
         self.whisper_top = None
@@ -135,35 +124,18 @@ class CTCAcousticModel(nn.Module):
             raise ValueError(f"frontend must be 'fbank' or 'whisper', got {frontend!r}")
         if whisper_trainable_blocks and frontend != "whisper":
             raise ValueError("whisper_trainable_blocks needs frontend: whisper")
-        self.moonshine_fusion = None
-        if moonshine_model:
-            if frontend != "whisper":
-                raise ValueError("moonshine_model is fused with Whisper's features: it needs "
-                                 "frontend: whisper")
-            from .moonshine.fusion import MoonshineFusion  # needs the `moonshine` extra
-
-            self.moonshine_fusion = MoonshineFusion(self.feature_dim, moonshine_model,
-                                                    feature_cache_dir)
         # epoch=None in forward: the global statistics update whenever the model trains.
         self.normalize = StatsDetachedNormalization(norm_type="global", update_until_epoch=None)
-        if encoder_type == "conformer":
-            self.encoder = conformer_encoder(
-                self.feature_dim, projection_dim, time_pooling_size, conformer_layers,
-                conformer_heads, conformer_ffn, conformer_kernel, dnn_blocks, dnn_neurons, dropout)
-            enc_dim = dnn_neurons if dnn_blocks > 0 else projection_dim
-        elif encoder_type == "crdnn":
-            self.encoder = CRDNN(
-                input_shape=[None, None, self.feature_dim], activation=nn.LeakyReLU,
-                dropout=dropout, cnn_blocks=cnn_blocks, cnn_channels=list(cnn_channels),
-                cnn_kernelsize=(3, 3), using_2d_pooling=cnn_2d_pooling,
-                time_pooling=time_pooling_size > 1, time_pooling_size=max(time_pooling_size, 1),
-                rnn_class=RNN_CLASSES[rnn_class], rnn_layers=rnn_layers, rnn_neurons=rnn_neurons,
-                rnn_bidirectional=rnn_bidirectional, dnn_blocks=dnn_blocks,
-                dnn_neurons=dnn_neurons, projection_dim=projection_dim,
-            )
-            enc_dim = dnn_neurons if dnn_blocks > 0 else rnn_neurons * (1 + rnn_bidirectional)
-        else:
-            raise ValueError(f"encoder_type must be 'crdnn' or 'conformer', got {encoder_type!r}")
+        self.encoder = CRDNN(
+            input_shape=[None, None, self.feature_dim], activation=nn.LeakyReLU,
+            dropout=dropout, cnn_blocks=cnn_blocks, cnn_channels=list(cnn_channels),
+            cnn_kernelsize=(3, 3), using_2d_pooling=cnn_2d_pooling,
+            time_pooling=time_pooling_size > 1, time_pooling_size=max(time_pooling_size, 1),
+            rnn_class=RNN_CLASSES[rnn_class], rnn_layers=rnn_layers, rnn_neurons=rnn_neurons,
+            rnn_bidirectional=rnn_bidirectional, dnn_blocks=dnn_blocks,
+            dnn_neurons=dnn_neurons, projection_dim=projection_dim,
+        )
+        enc_dim = dnn_neurons if dnn_blocks > 0 else rnn_neurons * (1 + rnn_bidirectional)
         self.ctc_lin = sb.nnet.linear.Linear(input_size=enc_dim, n_neurons=n_tokens)
 
     def features(self, wavs: torch.Tensor, wav_lens: torch.Tensor,
@@ -183,8 +155,8 @@ class CTCAcousticModel(nn.Module):
             return self.features_from(front), front.lens
 
     def frozen_front_end(self, wavs, wav_lens, utt_ids=None, speeds=None) -> "FrontEndOutput":
-        """What the untrained front ends give for a batch (Fbank, or Whisper's frozen blocks and
-        Moonshine's frames): the same at every step for an utterance, so it can be cached."""
+        """What the untrained front end gives for a batch (Fbank, or Whisper's frozen blocks):
+        the same at every step for an utterance, so it can be cached."""
         if self.config["frontend"] != "whisper":
             if speeds is not None:
                 raise ValueError("per-utterance speeds need the Whisper front end; use "
@@ -192,22 +164,14 @@ class CTCAcousticModel(nn.Module):
             return FrontEndOutput(self.compute_features(wavs.float()), wav_lens, wav_lens)
         feats, feat_lens = self.compute_features.encode_batch(wavs.float(), wav_lens, utt_ids,
                                                               speeds)
-        moonshine = None
-        if self.moonshine_fusion is not None:
-            frames = torch.round(feat_lens * feats.shape[1]).long().tolist()
-            moonshine = self.moonshine_fusion.frames(wavs.float(), wav_lens, utt_ids, speeds,
-                                                     frames, feats.shape[1])
-        return FrontEndOutput(feats, wav_lens if speeds is None else feat_lens, feat_lens,
-                              moonshine)
+        return FrontEndOutput(feats, wav_lens if speeds is None else feat_lens, feat_lens)
 
     def features_from(self, front: "FrontEndOutput") -> torch.Tensor:
-        """Normalised features from `frozen_front_end`'s output: the trained front-end layers
-        (fine-tuned Whisper blocks, Moonshine's projection), then the input normalisation."""
+        """Normalised features from `frozen_front_end`'s output: the fine-tuned Whisper blocks
+        (if any), then the input normalisation."""
         feats = front.feats
         if self.whisper_top is not None:
             feats = self.whisper_top(feats, front.frame_lens)
-        if front.moonshine is not None:
-            feats = feats + self.moonshine_fusion(front.moonshine, front.frame_lens)
         return self.normalize(feats, front.lens)
 
     def encode(self, feats: torch.Tensor) -> torch.Tensor:

@@ -50,8 +50,7 @@ def init_from_pretrained(model: CTCAcousticModel, path: str | Path) -> list[str]
     """Copy the network weights of a pretrained file into `model` (same architecture) to start
     training from them. LHUC tables and normalisation statistics are not copied: the new
     corpus estimates its own. A model that fine-tunes Whisper's top blocks can start from one
-    that did not: those blocks keep the pretrained Whisper weights; so can one that adds Moonshine
-    (`moonshine_model`). Returns the names of the
+    that did not: those blocks keep the pretrained Whisper weights. Returns the names of the
     parameters left at their init."""
     blob = read_checkpoint(path)
     state = {k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()
@@ -62,10 +61,9 @@ def init_from_pretrained(model: CTCAcousticModel, path: str | Path) -> list[str]
         raise ValueError(f"{path} does not match this model's architecture ({wrong[:3]}): use "
                          f"the same model settings as {blob['model_config']}")
     missing, unexpected = model.load_state_dict(state, strict=False)
-    # LHUC tables start at amplitude 1, fine-tuned Whisper blocks at Whisper's own weights and
-    # a Moonshine projection at zero (the fused model computes what the file's model did).
-    fresh = ("whisper_top.", "moonshine_fusion.")
-    if unexpected or any("lhuc_table" not in k and not k.startswith(fresh) for k in missing):
+    # LHUC tables start at amplitude 1 and fine-tuned Whisper blocks at Whisper's own weights.
+    if unexpected or any("lhuc_table" not in k and not k.startswith("whisper_top.")
+                         for k in missing):
         raise ValueError(f"{path}: unexpected {unexpected[:3]}, missing {missing[:3]}")
     return missing
 

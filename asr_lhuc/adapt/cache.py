@@ -40,14 +40,13 @@ class PrefixCache:
     @torch.no_grad()
     def hidden(self, utt, device) -> tuple[torch.Tensor, ...]:
         """The prefix output of one utterance (computed once): (T', D) from the encoder's
-        bottom layers, or with LHUC inside Whisper the frozen front end's (T, D) features
-        (and Moonshine's (T, 416) frames when fused)."""
+        bottom layers, or with LHUC inside Whisper the frozen front end's (T, D) features."""
         if utt.id not in self.store:
             wav = utt.wav.to(device).unsqueeze(0)
             ones = torch.ones(1, device=device)
             if self.inside_whisper:
                 front = self.model.frozen_front_end(wav, ones, [utt.id])
-                parts = [front.feats] + ([front.moonshine] if front.moonshine is not None else [])
+                parts = [front.feats]
             else:
                 parts = [_run(self.prefix_layers, self.model.features(wav, ones, utt_ids=[utt.id]))]
             self.store[utt.id] = tuple(p[0].cpu() for p in parts)
@@ -67,8 +66,7 @@ class PrefixCache:
             x = padded[0]
             if self.inside_whisper:
                 rel = lengths / x.shape[1]
-                moonshine = padded[1] if len(padded) > 1 else None
-                x = self.model.features_from(FrontEndOutput(x, rel, rel, moonshine))
+                x = self.model.features_from(FrontEndOutput(x, rel, rel))
             out = self.model.ctc_lin(_run(self.suffix_layers, x))
         if out.shape[1] == x.shape[1]:
             frames = lengths

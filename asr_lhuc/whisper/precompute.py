@@ -6,8 +6,7 @@
 
 `--levels` picks which outputs are cached, from one encoder pass: ``final`` (the frozen front
 end) and/or ``k``, the output of the first k blocks (`split_block=k`, for models that fine-tune
-the blocks above); ``--levels none`` skips Whisper. `--moonshine base` also caches Moonshine's
-encoder output (`moonshine_model` in training) from the same audio reads.
+the blocks above).
 
 Utterances already in the cache are skipped, so a killed run continues where it stopped;
 audio that training would refuse (unreadable, NaN/inf, not 16 kHz mono) is not cached but
@@ -29,19 +28,18 @@ from ..cached_frontend import audio_digest, speed_key
 from .frontend import WhisperFrontend, encode_levels
 
 logger = logging.getLogger(__name__)
-MOONSHINE = "moonshine"  # the Moonshine cache's key among the Whisper levels
 WHISPER_RATE = 16000
 
 
 def precompute(csvs: list[str], cache_dir: str, model: str = "base",
                speeds: tuple[int, ...] = (100,), levels: tuple[int | None, ...] = (None,),
-               moonshine: str | None = None, workers: int = 1) -> dict:
-    """Encode every (utterance of `csvs`, speed) not yet cached at every level (and by
-    Moonshine); returns counts. `workers` > 1 splits the utterances between that many
+               workers: int = 1) -> dict:
+    """Encode every (utterance of `csvs`, speed) not yet cached at every level; returns
+    counts. `workers` > 1 splits the utterances between that many
     processes of one thread each (faster than one process with as many threads: the
     encoder's per-utterance work is too small to keep several threads busy)."""
     rows = list({row["ID"]: row for csv in csvs for row in read_manifest(csv)}.values())
-    settings = (cache_dir, model, tuple(speeds), tuple(levels), moonshine)
+    settings = (cache_dir, model, tuple(speeds), tuple(levels))
     if workers <= 1:
         parts = [encode_rows(rows, *settings)]
     else:
@@ -52,8 +50,7 @@ def precompute(csvs: list[str], cache_dir: str, model: str = "base",
                                   range(workers)))
     failed = [uid for part in parts for uid in part["unreadable"]]
     counts = {"utterances": len(rows), "speeds": list(speeds),
-              "levels": ["final" if lv is None else lv for lv in levels]
-              + ([MOONSHINE] if moonshine else []),
+              "levels": ["final" if lv is None else lv for lv in levels],
               "computed": sum(p["computed"] for p in parts),
               "already_cached": sum(p["already_cached"] for p in parts),
               "unreadable": len(failed), "workers": max(workers, 1)}
@@ -61,20 +58,11 @@ def precompute(csvs: list[str], cache_dir: str, model: str = "base",
     return counts
 
 
-def make_frontends(cache_dir: str, model: str, levels, moonshine: str | None) -> dict:
-    """One front end per cached level (and Moonshine's), each owning its cache folder."""
-    frontends = {level: WhisperFrontend(model, cache_dir, split_block=level) for level in levels}
-    if moonshine:
-        from ..moonshine import MoonshineFrontend
-
-        frontends[MOONSHINE] = MoonshineFrontend(moonshine, cache_dir)
-    return frontends
-
-
 def encode_rows(rows: list[dict], cache_dir: str, model: str, speeds, levels,
-                moonshine: str | None, worker: int = 0) -> dict:
+                worker: int = 0) -> dict:
     """Cache the missing entries of `rows` (one process); counts and unreadable ids."""
-    frontends = make_frontends(cache_dir, model, levels, moonshine)
+    # one front end per cached level, each owning its cache folder
+    frontends = {level: WhisperFrontend(model, cache_dir, split_block=level) for level in levels}
     first = next(iter(frontends.values()))
     failed, n_computed, n_cached = [], 0, 0
     for row in tqdm(rows, desc="features" + (f" (worker {worker})" if worker else ""),
@@ -93,12 +81,7 @@ def encode_rows(rows: list[dict], cache_dir: str, model: str, speeds, levels,
             if not lvls:
                 continue
             audio = first.perturb(wav, speed)
-            whisper_levels = [lv for lv in lvls if lv != MOONSHINE]
-            feats = encode_levels(frontends[whisper_levels[0]].encoder,
-                                  frontends[whisper_levels[0]].log_mel, audio,
-                                  whisper_levels) if whisper_levels else {}
-            if MOONSHINE in lvls:
-                feats[MOONSHINE] = frontends[MOONSHINE].encode_one(audio)
+            feats = encode_levels(first.encoder, first.log_mel, audio, lvls)
             for level, value in feats.items():
                 frontends[level].store(key, digest, value)
             n_computed += len(lvls)
@@ -114,10 +97,7 @@ def main(argv=None):
     parser.add_argument("--speeds", type=int, nargs="+", default=[100],
                         help="percent; e.g. 90 100 110 for `cached_speeds` in training")
     parser.add_argument("--levels", nargs="+", default=["final"],
-                        help="'final' and/or k (output of the first k blocks, `split_block`); "
-                        "'none': no Whisper features")
-    parser.add_argument("--moonshine", default=None,
-                        help="also cache this Moonshine encoder's output ('base' or a file)")
+                        help="'final' and/or k (output of the first k blocks, `split_block`)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads of a single process (with --workers 1)")
     parser.add_argument("--workers", type=int, default=1,
@@ -126,11 +106,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    levels = tuple(None if lv == "final" else int(lv) for lv in args.levels if lv != "none")
-    if not levels and not args.moonshine:
-        parser.error("nothing to cache: give --levels other than 'none' or --moonshine")
+    levels = tuple(None if lv == "final" else int(lv) for lv in args.levels)
     print(precompute(args.csvs, args.cache_dir, args.model, tuple(args.speeds), levels,
-                     args.moonshine, args.workers))
+                     args.workers))
 
 
 if __name__ == "__main__":

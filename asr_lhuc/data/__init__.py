@@ -1,4 +1,6 @@
-"""Data preparation for the ASR recipes: manifests, audio checks, text normalisation.
+"""Data utilities for the ASR recipes: manifests, audio checks, text normalisation, Kaldi-style
+folders, speaker/utterance splits, and the synthetic corpus generator (`prepare_synthetic`).
+Each corpus's own preparation lives beside its recipe (`recipes/<Corpus>/ASR/CTC/*_prepare.py`).
 
 Every ``prepare_*`` function writes SpeechBrain-style CSVs (columns ``ID, duration, wav, spk_id,
 wrd, age, gender``) plus ``prep_summary.json`` (what was kept/skipped and why) and
@@ -6,10 +8,7 @@ wrd, age, gender``) plus ``prep_summary.json`` (what was kept/skipped and why) a
 """
 
 from .audio import DEFAULT_SILENCE_PEAK, AudioProblem, load_audio, resample, write_wav
-from .fsdd import prepare_fsdd
-from .hub import HubUnavailable
 from .manifest import MANIFEST_COLUMNS, Utterance, read_manifest, write_manifest
-from .speechocean762 import prepare_speechocean762
 from .splits import CHILD_MAX_AGE, age_group
 from .summary import PrepSummary
 from .synthetic import prepare_synthetic
@@ -20,15 +19,12 @@ __all__ = [
     "DEFAULT_SILENCE_PEAK",
     "MANIFEST_COLUMNS",
     "AudioProblem",
-    "HubUnavailable",
     "PrepSummary",
     "Utterance",
     "age_group",
     "load_audio",
     "normalize_text",
     "spell_digits",
-    "prepare_fsdd",
-    "prepare_speechocean762",
     "prepare_synthetic",
     "read_manifest",
     "resample",

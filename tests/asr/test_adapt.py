@@ -36,9 +36,10 @@ from asr_lhuc.adapt import (
     split_protocol,
 )
 from asr_lhuc.adapt.loss import mean_ctc, utterance_ctc, utterance_loss
-from asr_lhuc.data import prepare_fsdd, prepare_synthetic
+from asr_lhuc.data import prepare_synthetic
 from asr_lhuc.decode import make_text_encoder
 from asr_lhuc.model import CTCAcousticModel
+from recipes.FSDD.ASR.CTC.fsdd_prepare import prepare_fsdd
 
 DATA = Path(__file__).resolve().parents[2] / "../shared/data"
 FSDD = DATA / "fsdd"

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from asr_lhuc.data import MANIFEST_COLUMNS, prepare_fsdd, read_manifest
-from asr_lhuc.data.fsdd import DIGIT_WORDS
+from asr_lhuc.data import MANIFEST_COLUMNS, read_manifest
+from recipes.FSDD.ASR.CTC.fsdd_prepare import DIGIT_WORDS, prepare_fsdd
 
 CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "fsdd"
 pytestmark = pytest.mark.skipif(

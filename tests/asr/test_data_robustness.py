@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from asr_lhuc.data import prepare_fsdd, prepare_speechocean762, read_manifest
+from asr_lhuc.data import read_manifest
 from asr_lhuc.data.audio import write_wav
+from recipes.FSDD.ASR.CTC.fsdd_prepare import prepare_fsdd
+from recipes.speechocean762.ASR.CTC.speechocean762_prepare import prepare_speechocean762
 
 RATE = 16000
 

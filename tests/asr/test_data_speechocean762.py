@@ -6,7 +6,11 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from asr_lhuc.data import MANIFEST_COLUMNS, HubUnavailable, prepare_speechocean762, read_manifest
+from asr_lhuc.data import MANIFEST_COLUMNS, read_manifest
+from recipes.speechocean762.ASR.CTC.speechocean762_prepare import (
+    HubUnavailable,
+    prepare_speechocean762,
+)
 
 CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "speechocean762"
 needs_corpus = pytest.mark.skipif(

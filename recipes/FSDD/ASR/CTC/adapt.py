@@ -15,11 +15,11 @@ from pathlib import Path
 
 try:
     from asr_lhuc.adapt.recipe import main
-    from asr_lhuc.data import prepare_fsdd
 except ImportError:  # run from a source checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[4]))
     from asr_lhuc.adapt.recipe import main
-    from asr_lhuc.data import prepare_fsdd
+
+from fsdd_prepare import prepare_fsdd  # noqa: E402  (beside this script)
 
 if __name__ == "__main__":
     main(prepare_fsdd, "recipes/FSDD/ASR/CTC/adapt.py")

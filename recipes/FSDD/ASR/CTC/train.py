@@ -14,12 +14,12 @@ import sys
 from pathlib import Path
 
 try:
-    from asr_lhuc.data import prepare_fsdd
     from asr_lhuc.experiment import main
 except ImportError:  # run from a source checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[4]))
-    from asr_lhuc.data import prepare_fsdd
     from asr_lhuc.experiment import main
+
+from fsdd_prepare import prepare_fsdd  # noqa: E402  (beside this script)
 
 if __name__ == "__main__":
     main(prepare_fsdd, "recipes/FSDD/ASR/CTC/train.py")

@@ -112,9 +112,11 @@ class SpelledWordLM(CTCDecoderLM):
                  unk_offset: float = -10.0):
         super().__init__()
         self.ngram, self.alpha, self.beta, self.unk_offset = ngram, alpha, beta, unk_offset
-        # per unit: (does it start a word?, the characters it adds)
-        self.spelling = [(u == SPACE or u.startswith(WORD_START), u.lstrip(WORD_START).strip())
-                         for u in units]
+        # per unit: (does it start a word?, the characters it adds); units[0], the blank, adds
+        # nothing (the decoder does not score it anyway)
+        self.spelling = [(False, "")] + [
+            (u == SPACE or u.startswith(WORD_START), u.lstrip(WORD_START).strip())
+            for u in units[1:]]
         self.states: dict[CTCDecoderLMState, tuple[object, tuple, str]] = {}
         self.by_content: dict[tuple[tuple, str], CTCDecoderLMState] = {}
 

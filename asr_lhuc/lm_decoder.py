@@ -172,18 +172,23 @@ class NgramBeamSearcher:
 
     `searcher(log_probs (B, T, V), rel_lens (B,))` -> per utterance, its `topk` best
     `CTCHypothesis` (text, score: acoustic + LM log score), like SpeechBrain's searchers.
+    Each frame extends hypotheses by its `units_per_frame` likeliest units only (SpeechBrain
+    skipped units below log-prob -5): the LM runs in Python once per hypothesis and unit, so
+    this is most of its cost.
+    Hypotheses more than `beam_threshold` below the best are dropped (SpeechBrain: 10).
     """
 
     def __init__(self, units: list[str], lm_path: str | Path, beam_size: int = 10,
                  alpha: float = 0.5, beta: float = 1.0, topk: int = 1,
-                 beam_threshold: float = 10.0):
+                 beam_threshold: float = 10.0, units_per_frame: int = 8):
         self.units = units
         self.lm = SpelledWordLM(WordNgram(lm_path), units, alpha, beta)
         boundary = SPACE if SPACE in units else units[0]  # the sil token only gets sil_score 0
         self.topk = topk
         self.decoder = ctc_decoder(  # the n-best has repeats of a text: ask for the whole beam
             lexicon=None, tokens=units, lm=self.lm, nbest=beam_size, beam_size=beam_size,
-            beam_threshold=beam_threshold, lm_weight=1.0, word_score=0.0, sil_score=0.0,
+            beam_size_token=min(units_per_frame, len(units)), beam_threshold=beam_threshold,
+            lm_weight=1.0, word_score=0.0, sil_score=0.0,
             blank_token=units[0], sil_token=boundary, unk_word=UNK)
 
     def __call__(self, log_probs: torch.Tensor, rel_lens: torch.Tensor

@@ -78,12 +78,39 @@ def test_frontend_reads_a_transformers_folder_as_whisper_model(tiny_whisper, tmp
     assert frontend.state_dict() == {} and not list(frontend.parameters())
 
 
-def test_hub_ids_go_to_transformers_and_fail_clearly_offline(monkeypatch, tmp_path):
-    assert bundled.is_transformers_checkpoint("openai/whisper-base")
+@pytest.fixture
+def offline_hub(tiny_whisper, tmp_path, monkeypatch):
+    """An offline Hugging Face cache holding the tiny model as hub id tiny-owner/tiny-whisper
+    (the layout `from_pretrained` reads: refs/main -> snapshots/<revision>/files)."""
+    import huggingface_hub.constants
+
+    folder, _ = tiny_whisper
+    repo = tmp_path / "hub" / "models--tiny-owner--tiny-whisper"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    for name in bundled.TRANSFORMERS_FILES:
+        (snapshot / name).write_bytes((folder / name).read_bytes())
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+
+
+def test_hub_ids_load_through_from_pretrained_offline(tiny_whisper, offline_hub):
+    from asr_lhuc.whisper import load_encoder
+
+    _, model = tiny_whisper
+    assert bundled.is_transformers_checkpoint("tiny-owner/tiny-whisper")
+    encoder = load_encoder("tiny-owner/tiny-whisper")
+    mels = torch.randn(1, 100, 80)
+    with torch.no_grad():
+        reference = model.encoder(mels.transpose(1, 2)).last_hidden_state
+        assert torch.allclose(encoder(mels), reference, atol=1e-5)
+
+
+def test_unknown_hub_ids_and_folders_fail_naming_them(offline_hub, tmp_path):
     assert not bundled.is_transformers_checkpoint("base")
     assert not bundled.is_transformers_checkpoint(str(tmp_path))  # no config.json there
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty_cache"))
     with pytest.raises(OSError, match="no-such-owner/whisper-none"):
         WhisperEncoder.from_transformers("no-such-owner/whisper-none")
 

@@ -1,9 +1,12 @@
-"""Character units and CTC decoding (greedy or SpeechBrain's beam search) with confidences.
+"""Character units and CTC decoding (greedy or beam search) with confidences.
 
 Units are characters of the normalised text (`asr_lhuc.data.normalize_text`: upper case,
 apostrophes, spaces), or SentencePiece pieces (`asr_lhuc.subwords`), plus the CTC blank at
-index 0, held by SpeechBrain's `CTCTextEncoder`.
+index 0, held by SpeechBrain's `CTCTextEncoder`. Beam search is SpeechBrain's without an LM, and
+flashlight-text's with the word n-gram (`asr_lhuc.lm_decoder`: KenLM in a prebuilt wheel).
 """
+
+from typing import TYPE_CHECKING
 
 import torch
 from speechbrain.dataio.encoder import CTCTextEncoder
@@ -12,6 +15,11 @@ from speechbrain.decoders.ctc import CTCBeamSearcher, ctc_greedy_decode
 import lhuc
 
 from .subwords import pieces_to_text
+
+if TYPE_CHECKING:  # flashlight-text is imported only when an LM is used
+    from .lm_decoder import NgramBeamSearcher
+
+    Searcher = CTCBeamSearcher | NgramBeamSearcher
 
 BLANK = "<blank>"
 DEFAULT_CHARACTERS = " 'ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -33,14 +41,19 @@ def characters_of(encoder: CTCTextEncoder) -> list[str]:
 
 def make_beam_searcher(encoder: CTCTextEncoder, beam_size: int = 10,
                        kenlm_model_path: str | None = None, alpha: float = 0.5,
-                       beta: float = 1.0, topk: int = 1) -> CTCBeamSearcher:
-    """SpeechBrain's CTC beam search over the encoder's characters (optionally with a KenLM);
-    `topk` > 1 returns an n-best list (without history pruning, which would thin it out)."""
+                       beta: float = 1.0, topk: int = 1) -> "Searcher":
+    """CTC beam search over the encoder's characters (or pieces); `topk` > 1 returns an n-best
+    list. With `kenlm_model_path` (an ARPA word n-gram) it is flashlight-text's decoder with
+    the LM (weight `alpha`, word bonus `beta`), else SpeechBrain's searcher (without history
+    pruning for an n-best, which would thin it out)."""
     vocab = [encoder.ind2lab[i] for i in range(len(encoder))]
+    if kenlm_model_path:
+        from .lm_decoder import NgramBeamSearcher
+
+        return NgramBeamSearcher(vocab, kenlm_model_path, beam_size, alpha, beta, topk)
     vocab[0] = ""  # the blank emits nothing
     return CTCBeamSearcher(blank_index=0, vocab_list=vocab, space_token=" ",
-                           beam_size=beam_size, kenlm_model_path=kenlm_model_path,
-                           alpha=alpha, beta=beta, topk=topk, prune_history=topk == 1)
+                           beam_size=beam_size, topk=topk, prune_history=topk == 1)
 
 
 def greedy_texts(log_probs: torch.Tensor, rel_lens: torch.Tensor,
@@ -51,7 +64,7 @@ def greedy_texts(log_probs: torch.Tensor, rel_lens: torch.Tensor,
 
 
 def beam_texts(log_probs: torch.Tensor, rel_lens: torch.Tensor,
-               searcher: CTCBeamSearcher) -> tuple[list[str], list[float]]:
+               searcher: "Searcher") -> tuple[list[str], list[float]]:
     """Beam-search texts and their scores (log domain) for a batch."""
     hyps = searcher(log_probs.float().cpu(), rel_lens.float().cpu())
     texts = [" ".join(h[0].text.split()) if h else "" for h in hyps]
@@ -74,7 +87,7 @@ def confidence(log_probs: torch.Tensor, rel_lens: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def decode_with_confidence(model, wavs: torch.Tensor, wav_lens: torch.Tensor,
                            encoder: CTCTextEncoder, speaker_ids=None,
-                           searcher: CTCBeamSearcher | None = None):
+                           searcher: "Searcher | None" = None):
     """Transcribe a batch; return (texts, confidences (B,)).
 
     `speaker_ids`: LongTensor (B,) of LHUC rows, or None for the SI row (SI-mode decoding of a
@@ -99,6 +112,6 @@ def decode_with_confidence(model, wavs: torch.Tensor, wav_lens: torch.Tensor,
 
 
 def decode(model, wavs: torch.Tensor, wav_lens: torch.Tensor, encoder: CTCTextEncoder,
-           speaker_ids=None, searcher: CTCBeamSearcher | None = None) -> list[str]:
+           speaker_ids=None, searcher: "Searcher | None" = None) -> list[str]:
     """Transcribe a batch of waveforms (see `decode_with_confidence`)."""
     return decode_with_confidence(model, wavs, wav_lens, encoder, speaker_ids, searcher)[0]

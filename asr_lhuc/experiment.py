@@ -114,11 +114,11 @@ def training_lm(hparams: dict) -> str | None:
     if order <= 0:
         return None
     try:
-        import kenlm  # noqa: F401
+        import flashlight.lib.text.decoder  # noqa: F401
     except ImportError as err:
-        raise ImportError("lm_order > 0 needs the kenlm package for SpeechBrain's beam search: "
-                          "pip install kenlm (builds with a C++ compiler), or set lm_order: 0"
-                          ) from err
+        raise ImportError("lm_order > 0 needs flashlight-text (KenLM inside) for the LM beam "
+                          "search: pip install flashlight-text (the project's `lm` extra), or "
+                          "set lm_order: 0") from err
     run_on_main(write_transcript_lm, args=[hparams["train_csv"], hparams["output_folder"], order])
     return str(transcript_lm_file(hparams["output_folder"], order))
 

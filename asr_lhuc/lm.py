@@ -2,7 +2,8 @@
 
 Absolute discounting with back-off (each history gives up D per distinct follower, the freed
 mass goes to the lower order, renormalised over unseen words), so the ARPA file is a proper
-distribution that KenLM can load for SpeechBrain's CTC beam search (`kenlm_model_path`).
+distribution that KenLM (inside flashlight-text) loads for the CTC beam search
+(`asr_lhuc.lm_decoder`, `kenlm_model_path` of `make_beam_searcher`).
 """
 
 import math

@@ -78,7 +78,7 @@ class CTCAcousticModel(nn.Module):
     dnn_blocks, dnn_neurons : the Linear/BatchNorm/LeakyReLU blocks LHUC usually targets.
     dropout : dropout everywhere in the encoder.
     frontend : "fbank" or "whisper" (a frozen pretrained Whisper encoder; n_mels is then unused).
-    whisper_model : which Whisper ("base", "tiny.en" or a CTranslate2 model folder).
+    whisper_model : which Whisper ("base", a transformers hub id or folder, a CTranslate2 folder).
     feature_cache_dir : where the Whisper features of each utterance id are kept (None: memory).
     projection_dim : CRDNN's linear projection before the RNN (-1: none).
     encoder_type : "crdnn" (CNN/RNN/DNN), the only head (stored in checkpoints' configs).

@@ -55,6 +55,7 @@ from .data.text import DIGITS
 from .decode import characters_of, make_beam_searcher
 from .ensemble import combine
 from .lm import write_transcript_lm
+from .lm_decoder import WordNgram
 from .lm_tuning import score, utterance_log_probs
 from .pretrained import load_pretrained, read_checkpoint
 
@@ -119,7 +120,7 @@ class Scorers:
         self.frontend = MoonshineFrontend("base", cache_dir)
         self.decoder, self.tokenizer = MoonshineDecoder("base"), MoonshineTokenizer("base")
         self.moonshine_beam = moonshine_beam
-        self.lm = _load_kenlm(lm_path) if lm_path else None
+        self.lm = WordNgram(lm_path) if lm_path else None
 
     def candidates(self, item: dict, wav_path: str) -> dict:
         """Every candidate of one utterance with its scores, by normalised text."""
@@ -152,13 +153,7 @@ class Scorers:
     def lm_log_prob(self, text: str) -> float:
         if self.lm is None:
             return 0.0
-        return self.lm.score(text, bos=True, eos=True) * math.log(10)  # kenlm gives log10
-
-
-def _load_kenlm(path: str):
-    import kenlm
-
-    return kenlm.Model(path)
+        return self.lm.sentence_log10(text) * math.log(10)
 
 
 def collect(scorers: Scorers, items: list[dict], csv: str, path: Path) -> dict:

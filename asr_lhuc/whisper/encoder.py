@@ -1,4 +1,5 @@
-"""Whisper's audio encoder in PyTorch, with weights read from a CTranslate2 conversion.
+"""Whisper's audio encoder in PyTorch, with weights from a CTranslate2 conversion (`from_ct2`)
+or a Hugging Face `transformers` checkpoint (`from_transformers`).
 
 Whisper (Radford et al., 2022) turns 16 kHz audio into 80 log-mel channels every 10 ms, two
 convolutions (the second halves the frame rate to 50 Hz), sinusoidal positions and pre-norm
@@ -68,12 +69,13 @@ class WhisperEncoder(nn.Module):
     `forward(mels (B, T, n_mels), lengths (B,) in mel frames)` -> (B, ceil(T/2), dim).
     """
 
-    def __init__(self, n_mels: int, dim: int, heads: int, layers: int):
+    def __init__(self, n_mels: int, dim: int, heads: int, layers: int,
+                 max_frames: int = MAX_FRAMES):
         super().__init__()
         self.dim = dim
         self.conv1 = nn.Conv1d(n_mels, dim, 3, padding=1)
         self.conv2 = nn.Conv1d(dim, dim, 3, stride=2, padding=1)
-        self.register_buffer("positions", torch.zeros(MAX_FRAMES, dim))
+        self.register_buffer("positions", torch.zeros(max_frames, dim))
         self.blocks = nn.ModuleList(EncoderBlock(dim, heads) for _ in range(layers))
         self.norm = nn.LayerNorm(dim)
 
@@ -83,9 +85,9 @@ class WhisperEncoder(nn.Module):
         input of `WhisperTop(self, k)`."""
         x = F.gelu(self.conv1(mels.transpose(1, 2)))
         x = F.gelu(self.conv2(x)).transpose(1, 2)
-        if x.shape[1] > MAX_FRAMES:
-            raise ValueError(f"{x.shape[1]} encoder frames exceed Whisper's {MAX_FRAMES} (30 s): "
-                             "encode long audio in 30 s chunks")
+        if x.shape[1] > len(self.positions):
+            raise ValueError(f"{x.shape[1]} encoder frames exceed Whisper's "
+                             f"{len(self.positions)} (30 s): encode long audio in 30 s chunks")
         x = x + self.positions[: x.shape[1]]
         padding = None
         if lengths is not None:
@@ -106,6 +108,34 @@ class WhisperEncoder(nn.Module):
         heads = int(v["encoder/num_heads"]) if "encoder/num_heads" in v else dim // 64
         encoder = cls(n_mels, dim, heads, layers)
         encoder.load_state_dict(_rename(v, layers), strict=True)
+        return encoder.eval()
+
+
+    @classmethod
+    def from_transformers(cls, name_or_path: str) -> "WhisperEncoder":
+        """Build and load the encoder of a `transformers` Whisper checkpoint: a hub id (e.g.
+        ``openai/whisper-base``) or a folder with config.json + model.safetensors. It is read
+        as SpeechBrain's Whisper lobe reads it, with ``WhisperModel.from_pretrained``, and the
+        encoder's weights are renamed into this module (q, k, v fused; k has no bias)."""
+        try:
+            from transformers import WhisperModel
+        except ImportError as err:
+            raise ImportError(f"whisper model {name_or_path!r} is a transformers checkpoint: "
+                              "pip install transformers (the project's `hf` extra)") from err
+        try:
+            hf = WhisperModel.from_pretrained(name_or_path).encoder
+        except OSError as err:
+            raise OSError(f"whisper model {name_or_path!r}: no transformers Whisper checkpoint "
+                          "there (a local folder needs config.json + model.safetensors; a hub "
+                          f"id needs the network or the Hugging Face cache): {err}") from err
+        config = hf.config
+        if config.activation_function != "gelu":
+            raise ValueError(f"whisper model {name_or_path!r}: activation "
+                             f"{config.activation_function!r}; the port implements Whisper's gelu")
+        encoder = cls(config.num_mel_bins, config.d_model, config.encoder_attention_heads,
+                      config.encoder_layers, max_frames=config.max_source_positions)
+        encoder.load_state_dict(_from_transformers(hf.state_dict(), config.encoder_layers),
+                                strict=True)
         return encoder.eval()
 
 
@@ -154,3 +184,23 @@ def _rename(v: dict, layers: int) -> dict:
         names.update({f"blocks.{i}.{ours}": f"layer_{i}/{theirs}"
                       for ours, theirs in per_layer.items()})
     return {ours: v[f"encoder/{theirs}"].float() for ours, theirs in names.items()}
+
+
+def _from_transformers(hf: dict, layers: int) -> dict:
+    """`transformers`' WhisperEncoder state dict -> this module's state dict (float32)."""
+    state = {"conv1.weight": hf["conv1.weight"], "conv1.bias": hf["conv1.bias"],
+             "conv2.weight": hf["conv2.weight"], "conv2.bias": hf["conv2.bias"],
+             "positions": hf["embed_positions.weight"],
+             "norm.weight": hf["layer_norm.weight"], "norm.bias": hf["layer_norm.bias"]}
+    per_layer = {"attn_norm": "self_attn_layer_norm", "out": "self_attn.out_proj",
+                 "mlp_norm": "final_layer_norm", "mlp.0": "fc1", "mlp.2": "fc2"}
+    for i in range(layers):
+        theirs = f"layers.{i}."
+        for ours, name in per_layer.items():
+            for kind in ("weight", "bias"):
+                state[f"blocks.{i}.{ours}.{kind}"] = hf[f"{theirs}{name}.{kind}"]
+        q, k, v = (f"{theirs}self_attn.{x}_proj" for x in "qkv")
+        state[f"blocks.{i}.qkv.weight"] = torch.cat([hf[f"{x}.weight"] for x in (q, k, v)])
+        state[f"blocks.{i}.qkv.bias"] = torch.cat([  # Whisper's key projection has no bias
+            hf[f"{q}.bias"], torch.zeros_like(hf[f"{q}.bias"]), hf[f"{v}.bias"]])
+    return {name: value.float() for name, value in state.items()}

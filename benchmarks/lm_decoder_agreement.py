@@ -29,8 +29,8 @@ import torch
 from asr_lhuc.data import read_manifest
 from asr_lhuc.decode import greedy_texts, make_beam_searcher
 from asr_lhuc.lm import write_transcript_lm
-from asr_lhuc.lm_tuning import beam_decode, score, utterance_log_probs
 from asr_lhuc.pretrained import load_pretrained
+from recipes.speechocean762.ASR.CTC.local.first_pass import beam_decode, score, utterance_log_probs
 
 
 def old_searcher(encoder, lm: str, beam_size: int, alpha: float, beta: float):

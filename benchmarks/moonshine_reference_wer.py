@@ -32,8 +32,8 @@ import soundfile as sf
 from tqdm import tqdm
 
 from asr_lhuc.data import normalize_text, read_manifest, spell_digits
-from asr_lhuc.moonshine import moonshine_encoder_path
 from asr_lhuc.scoring import wer_cer
+from recipes.speechocean762.ASR.CTC.local.moonshine import moonshine_encoder_path
 
 
 def load_library():

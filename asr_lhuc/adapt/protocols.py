@@ -36,8 +36,8 @@ def split_protocol(speakers: dict[str, list], protocol: str, seed: int = 1234
 def write_split_manifests(csv_path, adapt: dict[str, list], score: dict[str, list],
                           folder) -> dict[str, str]:
     """Copy the rows of `csv_path` into `<folder>/adapt_utterances.csv` and
-    `<folder>/scored_utterances.csv`, so later passes (e.g. `asr_lhuc.rescore`) can score
-    exactly the utterances this protocol scored; returns their paths."""
+    `<folder>/scored_utterances.csv`, so later passes (e.g. the speechocean762 recipe's second
+    pass) can score exactly the utterances this protocol scored; returns their paths."""
     with open(csv_path, newline="") as f:
         reader = csv.DictReader(f)
         fields, rows = reader.fieldnames, list(reader)

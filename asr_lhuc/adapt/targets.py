@@ -103,8 +103,8 @@ def check_coverage(hypotheses: dict[str, str], speakers: dict[str, list[SpeakerU
             f"hypotheses_file {path} has no hypothesis for any utterance of {len(uncovered)} of "
             f"the {len(speakers)} test speakers ({uncovered[:3]}; first missing id: "
             f"{missing[uncovered[0]][0]!r}): it was decoded on other data. Decode this test set "
-            "with the other recogniser (e.g. `python -m asr_lhuc.ensemble --test_csv <this "
-            "YAML's test_csv>`) and give that file")
+            "with the other recogniser (e.g. the speechocean762 recipe's local/ensemble.py "
+            "--test_csv <this YAML's test_csv>) and give that file")
     n_missing = sum(len(ids) for ids in missing.values())
     if n_missing:
         logger.warning("hypotheses_file %s lacks %d utterances (first: %s): they are not adapted "

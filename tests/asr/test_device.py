@@ -182,7 +182,7 @@ def test_adaptation_batched_loop_online_and_oracle_on(device, protocol, syntheti
 def test_ensemble_command_runs_its_models_on(device, synthetic, tmp_path):
     """`--device` of the decoding commands (ensemble; rescore and lm_tuning share its first
     pass, `utterance_log_probs`, and the option): the models run there, scores come back."""
-    from asr_lhuc.ensemble import main
+    from recipes.speechocean762.ASR.CTC.local.ensemble import main
 
     out = tmp_path / "ensemble.json"
     main(["--checkpoints", str(SI_CHECKPOINT), str(SI_CHECKPOINT), "--test_csv",

@@ -353,8 +353,8 @@ def test_the_feature_cache_folder_stored_in_a_checkpoint_can_be_changed(tmp_path
     import argparse
 
     from asr_lhuc.adapt.recipe import Models
-    from asr_lhuc.cli import add_feature_cache_arg, feature_cache_dir
     from asr_lhuc.pretrained import STORED_CACHE_DIR
+    from recipes.speechocean762.ASR.CTC.local.cli import add_feature_cache_arg, feature_cache_dir
 
     path = ROOT / "recipes" / "speechocean762" / "ASR" / "CTC" / "pretrained" / "whisper_si.pt"
     stored = load_pretrained(path)[0].compute_features.cache_dir

@@ -6,14 +6,17 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from test_lm_tuning import manifest, tiny_checkpoint
+from decoding_helpers import manifest, tiny_checkpoint
 
+from asr_lhuc.cached_frontend import audio_digest
 from asr_lhuc.data import normalize_text, spell_digits
 from asr_lhuc.decode import make_text_encoder
-from asr_lhuc.rescore import (
+from asr_lhuc.scoring import wer_cer
+from recipes.speechocean762.ASR.CTC.local.rescore import (
     capitalised_words,
     collect,
     ctc_log_likelihood,
@@ -22,13 +25,12 @@ from asr_lhuc.rescore import (
     tune,
     written_forms,
 )
-from asr_lhuc.scoring import wer_cer
 
 pytest.importorskip("onnxruntime", reason="onnxruntime absent: the project's `moonshine` extra")
 pytest.importorskip("moonshine_cpp", reason="Moonshine weights absent: the `moonshine` extra")
-from asr_lhuc.moonshine import MoonshineFrontend  # noqa: E402
-from asr_lhuc.moonshine.decoder import MoonshineDecoder  # noqa: E402
-from asr_lhuc.moonshine.tokenizer import MoonshineTokenizer  # noqa: E402
+from recipes.speechocean762.ASR.CTC.local.moonshine import MoonshineFrontend  # noqa: E402
+from recipes.speechocean762.ASR.CTC.local.moonshine.decoder import MoonshineDecoder  # noqa: E402
+from recipes.speechocean762.ASR.CTC.local.moonshine.tokenizer import MoonshineTokenizer  # noqa: E402
 
 SO762 = Path(__file__).resolve().parents[3] / "shared" / "data" / "speechocean762"
 needs_so762 = pytest.mark.skipif(not (SO762 / "test" / "text").is_file(),
@@ -153,15 +155,16 @@ def test_cli_rescores_the_ctc_nbest_and_keeps_hypotheses(tmp_path):
     assert all(c["ctc"] <= 0 and c["moonshine"] <= 0 and c["lm"] < 0 for u in saved.values()
                for c in u["candidates"])  # lm: the word 2-gram's natural-log probability
     assert list((tmp_path / "cache" / "moonshine-base").glob("test0.*.pt"))  # <id>.<audio hash>
-    assert res["command"].startswith("python -m asr_lhuc.rescore")
+    assert res["command"].startswith(
+        "python -m recipes.speechocean762.ASR.CTC.local.rescore")
 
 
 def test_saved_speaker_adapters_change_only_their_speakers_posteriors(tmp_path):
     import lhuc
     from asr_lhuc.adapt.adapters import save_speaker_adapters
-    from asr_lhuc.lm_tuning import utterance_log_probs
     from asr_lhuc.pretrained import load_pretrained
-    from asr_lhuc.rescore import load_adapters
+    from recipes.speechocean762.ASR.CTC.local.first_pass import utterance_log_probs
+    from recipes.speechocean762.ASR.CTC.local.rescore import load_adapters
 
     ckpt = tiny_checkpoint(tmp_path / "m.pt")
     test = manifest(tmp_path, "test", ["A DOG", "THE CAT", "A CAT", "A DOG"], 2)  # test0/test1
@@ -183,3 +186,29 @@ def test_saved_speaker_adapters_change_only_their_speakers_posteriors(tmp_path):
     for utt, log_probs in with_rows.items():
         same = torch.allclose(log_probs, si[utt], atol=1e-6)
         assert same == (speaker[utt] == "test1"), utt
+
+
+def real_or_synthetic_speech(seconds: float, seed: int) -> torch.Tensor:
+    files = sorted((SO762 / "WAVE").glob("*/*.flac"))
+    if files:
+        return torch.from_numpy(sf.read(files[seed], dtype="float32")[0])[: int(16000 * seconds)]
+    t = torch.arange(int(16000 * seconds)) / 16000
+    return 0.1 * torch.sin(2 * np.pi * (120 + 40 * seed) * t) * (1 + torch.sin(2 * np.pi * 3 * t))
+
+
+def test_moonshine_frames_are_41_hz_cached_and_speed_keyed(tmp_path):
+    frontend = MoonshineFrontend("base", str(tmp_path))
+    wav = real_or_synthetic_speech(2.0, 0)
+    feats = frontend.cached("u1", wav)
+    # Conv strides 64, 3, 2 (384 samples, ~41.7 Hz): 2 s = 32000 samples -> 82 frames of 416.
+    assert feats.shape == (82, 416) and torch.isfinite(feats).all()
+    entry = tmp_path / "moonshine-base" / f"u1.{audio_digest(wav)}.pt"  # keyed by the audio too
+    stored = torch.load(entry, weights_only=True)
+    assert stored.dtype == torch.float16
+    assert torch.allclose(stored.float(), frontend.encode_one(wav), atol=2e-2)
+    fast = frontend.cached("u1", wav, speed=110)
+    assert entry.with_name(f"u1@sp110.{audio_digest(wav)}.pt").is_file() and fast.shape[0] < 82
+    other = frontend.encode_one(real_or_synthetic_speech(2.0, 1))
+    assert float((feats - other).abs().mean()) > 0.1  # the audio matters
+    with pytest.raises(FileNotFoundError, match="Moonshine encoder"):
+        MoonshineFrontend(str(tmp_path / "nope.onnx"))

@@ -1,6 +1,6 @@
 """Second pass: rescore the CTC n-best, joined by Moonshine's n-best, with Moonshine's decoder.
 
-    python -m asr_lhuc.rescore \\
+    python -m recipes.speechocean762.ASR.CTC.local.rescore \\
         --checkpoints recipes/speechocean762/ASR/CTC/pretrained/whisper_si_continued.pt \\
                       recipes/speechocean762/ASR/CTC/pretrained/whisper_si_ft2.pt \\
         --train_csv exp/data/speechocean762/train.csv \\
@@ -9,7 +9,7 @@
         --feature_cache_dir exp/features/speechocean762 \\
         --out results/asr/speechocean762/decoding/rescore_moonshine.json
 
-Two recognisers that err differently: the CTC models (one or an ensemble, `asr_lhuc.ensemble`;
+Two recognisers that err differently: the CTC models (one or an ensemble, `local/ensemble.py`;
 beam search + the training-transcript word n-gram) and Moonshine-base (an attention
 encoder-decoder trained on ~200k h of English). Each utterance's candidates are the CTC
 n-best and Moonshine's beam n-best, as normalised text. Each candidate gets four scores:
@@ -40,7 +40,14 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .adapt.adapters import INDEX, load_speaker_adapter
+from asr_lhuc.adapt.adapters import INDEX, load_speaker_adapter
+from asr_lhuc.data import normalize_text, read_manifest, spell_digits
+from asr_lhuc.data.text import DIGITS
+from asr_lhuc.decode import characters_of, make_beam_searcher
+from asr_lhuc.lm import write_transcript_lm
+from asr_lhuc.lm_decoder import WordNgram
+from asr_lhuc.pretrained import load_pretrained, read_checkpoint
+
 from .cli import (
     add_decoding_args,
     add_feature_cache_arg,
@@ -50,14 +57,8 @@ from .cli import (
     set_threads,
     write_results,
 )
-from .data import normalize_text, read_manifest, spell_digits
-from .data.text import DIGITS
-from .decode import characters_of, make_beam_searcher
 from .ensemble import combine
-from .lm import write_transcript_lm
-from .lm_decoder import WordNgram
-from .lm_tuning import score, utterance_log_probs
-from .pretrained import load_pretrained, read_checkpoint
+from .first_pass import score, utterance_log_probs
 
 logger = logging.getLogger(__name__)
 SAVE_EVERY = 25  # utterances between writes of the candidate file
@@ -329,7 +330,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     set_threads(args)
-    results = write_results(args.out, run(args), "asr_lhuc.rescore", argv)
+    results = write_results(args.out, run(args), __spec__.name, argv)
     print(json.dumps({k: results[k] for k in ("chosen", "valid", "test")}, indent=1))
 
 

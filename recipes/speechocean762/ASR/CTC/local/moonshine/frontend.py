@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..cached_frontend import CachedFrontend
+from asr_lhuc.cached_frontend import CachedFrontend
 
 SAMPLE_RATE = 16000
 CHUNK_SAMPLES = 30 * SAMPLE_RATE  # Moonshine is trained on utterances of up to ~30 s

@@ -1,4 +1,5 @@
-"""What the decoding command lines share: beam/LM options and writing a results JSON."""
+"""What the decoding commands (`ensemble`, `rescore`) share: beam/LM, device and feature-cache
+options, and writing a results JSON."""
 
 import argparse
 import json
@@ -7,7 +8,8 @@ from pathlib import Path
 
 import torch
 
-from .pretrained import STORED_CACHE_DIR
+from asr_lhuc.device import describe_device, pick_device  # noqa: F401  (re-exported)
+from asr_lhuc.pretrained import STORED_CACHE_DIR
 
 
 def add_decoding_args(parser: argparse.ArgumentParser, lm_weights: bool = True) -> None:
@@ -41,19 +43,6 @@ def feature_cache_dir(args):
 def set_threads(args) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
-
-
-def pick_device(name: str | None = None) -> torch.device:
-    """The device asked for, else the GPU where there is one: the models run there and
-    their log-probabilities come back to the CPU for decoding."""
-    return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
-
-
-def describe_device(device: torch.device) -> str:
-    """How results name the device: a GPU by its name, the CPU with its thread count."""
-    if device.type == "cuda":
-        return f"{device} ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({torch.get_num_threads()} threads)"
 
 
 def write_results(path: str, results: dict, module: str, argv: list[str]) -> dict:

@@ -6,9 +6,9 @@ import math
 
 import pytest
 import torch
-from test_lm_tuning import manifest, tiny_checkpoint
+from decoding_helpers import manifest, tiny_checkpoint
 
-from asr_lhuc.ensemble import combine, main
+from recipes.speechocean762.ASR.CTC.local.ensemble import combine, main
 
 
 def items(log_probs: torch.Tensor, utt: str = "u") -> list[dict]:
@@ -36,6 +36,7 @@ def test_cli_scores_each_model_and_the_ensemble_and_keeps_hypotheses(tmp_path):
     res = json.loads(out.read_text())
     assert len(res["single_models_greedy"]) == 2 and res["greedy"]["n_utts"] == 3
     assert sorted(res["hypotheses"]) == ["test0", "test1", "test2"]
-    assert "beam" not in res and res["command"].startswith("python -m asr_lhuc.ensemble")
+    assert "beam" not in res and res["command"].startswith(
+        "python -m recipes.speechocean762.ASR.CTC.local.ensemble")
     with pytest.raises(SystemExit):  # beam search with an LM needs the LM's transcripts
         main(["--checkpoints", *paths, "--test_csv", test, "--out", str(out)])

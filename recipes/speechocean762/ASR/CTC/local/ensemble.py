@@ -1,6 +1,6 @@
 """System combination: average the CTC posteriors of several models frame by frame, then decode.
 
-    python -m asr_lhuc.ensemble \\
+    python -m recipes.speechocean762.ASR.CTC.local.ensemble \\
         --checkpoints recipes/speechocean762/ASR/CTC/pretrained/whisper_si_continued.pt \\
                       recipes/speechocean762/ASR/CTC/pretrained/whisper_si_ft2.pt \\
         --train_csv exp/data/speechocean762/train.csv \\
@@ -23,6 +23,10 @@ import sys
 
 import torch
 
+from asr_lhuc.decode import characters_of, greedy_texts, make_beam_searcher
+from asr_lhuc.lm import write_transcript_lm
+from asr_lhuc.pretrained import STORED_CACHE_DIR, load_pretrained
+
 from .cli import (
     add_decoding_args,
     add_feature_cache_arg,
@@ -32,10 +36,7 @@ from .cli import (
     set_threads,
     write_results,
 )
-from .decode import characters_of, greedy_texts, make_beam_searcher
-from .lm import write_transcript_lm
-from .lm_tuning import beam_decode, score, utterance_log_probs
-from .pretrained import STORED_CACHE_DIR, load_pretrained
+from .first_pass import beam_decode, score, utterance_log_probs
 
 
 def combine(per_model: list[list[dict]]) -> list[dict]:
@@ -104,7 +105,7 @@ def main(argv=None):
                                            args.work_dir, args.beam_size, args.lm_order,
                                            args.lm_alpha, args.lm_beta, args.device,
                                            feature_cache_dir(args)),
-                            "asr_lhuc.ensemble", argv)
+                            "recipes.speechocean762.ASR.CTC.local.ensemble", argv)
     print(json.dumps({k: v for k, v in results.items() if k != "hypotheses"}, indent=1))
 
 

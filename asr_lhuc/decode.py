@@ -1,7 +1,7 @@
 """Character units and CTC decoding (greedy or beam search) with confidences.
 
 Units are characters of the normalised text (`asr_lhuc.data.normalize_text`: upper case,
-apostrophes, spaces), or SentencePiece pieces (`asr_lhuc.subwords`), plus the CTC blank at
+apostrophes, spaces), plus the CTC blank at
 index 0, held by SpeechBrain's `CTCTextEncoder`. Beam search is SpeechBrain's without an LM, and
 flashlight-text's with the word n-gram (`asr_lhuc.lm_decoder`: KenLM in a prebuilt wheel).
 """
@@ -14,8 +14,6 @@ from speechbrain.decoders.ctc import CTCBeamSearcher, ctc_greedy_decode
 
 import lhuc
 
-from .subwords import pieces_to_text
-
 if TYPE_CHECKING:  # flashlight-text is imported only when an LM is used
     from .lm_decoder import NgramBeamSearcher
 
@@ -26,7 +24,7 @@ DEFAULT_CHARACTERS = " 'ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
 def make_text_encoder(characters: str | list[str] = DEFAULT_CHARACTERS) -> CTCTextEncoder:
-    """A `CTCTextEncoder` with the blank at index 0 followed by `characters` (or pieces)."""
+    """A `CTCTextEncoder` with the blank at index 0 followed by `characters`."""
     encoder = CTCTextEncoder()
     encoder.insert_blank(BLANK, index=0)
     for char in characters:
@@ -35,14 +33,14 @@ def make_text_encoder(characters: str | list[str] = DEFAULT_CHARACTERS) -> CTCTe
 
 
 def characters_of(encoder: CTCTextEncoder) -> list[str]:
-    """The characters (or pieces) of `encoder` by index, without the blank."""
+    """The characters of `encoder` by index, without the blank."""
     return [encoder.ind2lab[i] for i in range(1, len(encoder))]
 
 
 def make_beam_searcher(encoder: CTCTextEncoder, beam_size: int = 10,
                        kenlm_model_path: str | None = None, alpha: float = 0.5,
                        beta: float = 1.0, topk: int = 1) -> "Searcher":
-    """CTC beam search over the encoder's characters (or pieces); `topk` > 1 returns an n-best
+    """CTC beam search over the encoder's characters; `topk` > 1 returns an n-best
     list. With `kenlm_model_path` (an ARPA word n-gram) it is flashlight-text's decoder with
     the LM (weight `alpha`, word bonus `beta`), else SpeechBrain's searcher (without history
     pruning for an n-best, which would thin it out)."""
@@ -60,7 +58,7 @@ def greedy_texts(log_probs: torch.Tensor, rel_lens: torch.Tensor,
                  encoder: CTCTextEncoder) -> list[str]:
     """Best path decoding: argmax per frame, merge repeats, drop blanks."""
     sequences = ctc_greedy_decode(log_probs, rel_lens, blank_id=0)
-    return [pieces_to_text(encoder.decode_ndim(seq)) for seq in sequences]
+    return [" ".join("".join(encoder.decode_ndim(seq)).split()) for seq in sequences]
 
 
 def beam_texts(log_probs: torch.Tensor, rel_lens: torch.Tensor,

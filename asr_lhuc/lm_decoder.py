@@ -2,8 +2,8 @@
 
 flashlight-text ships as a prebuilt wheel with KenLM inside, so the ARPA word n-gram of
 `asr_lhuc.lm` is read and scored in C++ without building `kenlm` from source. The decoder is
-flashlight's lexicon-free CTC beam search over the model's units (characters or SentencePiece
-pieces); the LM it calls per unit (`SpelledWordLM`) spells words out of units and scores a word
+flashlight's lexicon-free CTC beam search over the model's characters; the LM it calls per
+character (`SpelledWordLM`) spells words out of them and scores a word
 when it ends, as SpeechBrain's KenLM searcher did (pyctcdecode's scheme), so the output
 vocabulary stays open:
 
@@ -23,7 +23,6 @@ from speechbrain.decoders.ctc import CTCHypothesis
 from torchaudio.models.decoder import CTCDecoderLM, CTCDecoderLMState, ctc_decoder
 
 from .lm import BOS, EOS, UNK
-from .subwords import WORD_START
 
 LN_10 = math.log(10)
 SPACE = " "
@@ -114,9 +113,7 @@ class SpelledWordLM(CTCDecoderLM):
         self.ngram, self.alpha, self.beta, self.unk_offset = ngram, alpha, beta, unk_offset
         # per unit: (does it start a word?, the characters it adds); units[0], the blank, adds
         # nothing (the decoder does not score it anyway)
-        self.spelling = [(False, "")] + [
-            (u == SPACE or u.startswith(WORD_START), u.lstrip(WORD_START).strip())
-            for u in units[1:]]
+        self.spelling = [(False, "")] + [(u == SPACE, u.strip()) for u in units[1:]]
         self.states: dict[CTCDecoderLMState, tuple[object, tuple, str]] = {}
         self.by_content: dict[tuple[tuple, str], CTCDecoderLMState] = {}
 
@@ -205,7 +202,6 @@ class NgramBeamSearcher:
         return list(best.values())[: self.topk]
 
     def _hypothesis(self, hyp) -> CTCHypothesis:
-        pieces = [self.units[i] for i in hyp.tokens.tolist()]
-        text = "".join(pieces).replace(WORD_START, SPACE)
+        text = "".join(self.units[i] for i in hyp.tokens.tolist())
         return CTCHypothesis(text=" ".join(text.split()), last_lm_state=None,
                              score=float(hyp.score), lm_score=float(hyp.score))

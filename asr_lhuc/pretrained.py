@@ -35,7 +35,7 @@ def save_pretrained(path: str | Path, model: CTCAcousticModel, text_encoder, spe
         "normalize": {k: (torch.as_tensor(v).float().cpu() if k != "count" else int(v))
                       for k, v in norm.items()},
         "characters": "".join(characters_of(text_encoder)),
-        "units": characters_of(text_encoder),  # the output labels, pieces or characters
+        "units": characters_of(text_encoder),  # the output labels
         "speakers": speaker_map.to_dict() if speaker_map is not None else {},
         "hparams": Path(hparams_path).read_text() if hparams_path else "",
         "extra": extra or {},

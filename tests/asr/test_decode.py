@@ -176,20 +176,6 @@ def test_lm_nbest_is_distinct_texts_best_first_and_respects_lengths(tmp_path):
         assert not any("X" in t for t in texts)
 
 
-def test_lm_beam_search_spells_words_from_sentencepiece_pieces(tmp_path):
-    from asr_lhuc.lm import write_arpa
-
-    enc = make_text_encoder(["▁A", "▁C", "AT", "AP", "▁THE"])
-    lp = peaked_log_probs(enc, ["_", "▁THE", "_", "▁C", "_", "AT", "_"])
-    at, ap = enc.lab2ind["AT"], enc.lab2ind["AP"]
-    lp[5] = torch.full_like(lp[5], 1e-4).log()
-    lp[5, at], lp[5, ap] = math.log(0.4), math.log(0.6)
-    arpa = write_arpa(tmp_path / "lm.arpa", ["the cat", "a cat"] * 5, order=2)
-    searcher = make_beam_searcher(enc, 8, str(arpa), alpha=1.0)
-    assert greedy_texts(lp[None], torch.ones(1), enc) == ["THE CAP"]
-    assert beam_texts(lp[None], torch.ones(1), searcher)[0] == ["THE CAT"]
-
-
 def test_lm_file_errors_name_the_file(tmp_path):
     from asr_lhuc.lm_decoder import WordNgram
 

@@ -490,7 +490,7 @@ def test_hypotheses_of_other_speakers_are_refused(corpus, trained, tmp_path):
 
 
 def test_held_out_split_is_written_as_manifests(tmp_path):
-    from test_lm_tuning import manifest
+    from decoding_helpers import manifest
 
     from asr_lhuc.adapt.protocols import write_split_manifests
     from asr_lhuc.data import read_manifest

@@ -1,0 +1,122 @@
+"""Unsupervised LHUC from the SI system's own first pass: settings chosen on the validation
+speakers, the test speakers scored once with them (issue 15's protocol).
+
+    python -m recipes.speechocean762.ASR.CTC.local.own_first_pass \\
+        --out results/asr/speechocean762/adapt_own_first_pass.json
+
+The SI system is the committed `whisper_si.pt` with beam 10 + the training-transcript word 3-gram
+(both passes, no lexicon); LHUC sits on the head's layers (`adapt_whisper.yaml`). Each candidate
+(plain LHUC, Bayesian LHUC with a few prior widths, the KL-to-SI-output term) adapts the
+validation speakers under both protocols (transductive: adapt on and score all utterances; held
+out: adapt on half of each speaker's, score the other half); the candidate with the lowest mean
+relative WER change over the two is chosen, and only it (beside plain LHUC, the baseline) is
+run on the test speakers. Every run writes its own adapt.json under `--work`, so a killed job
+resumes where it stopped and reruns nothing.
+"""
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from hyperpyyaml import load_hyperpyyaml
+
+from asr_lhuc.adapt.recipe import run
+
+RECIPE = Path(__file__).resolve().parents[1]
+CANDIDATES = {  # name: changes to the YAML's `adapt:` block
+    "lhuc": {},
+    "blhuc_prior0.1": {"prior_std": 0.1},
+    "blhuc_prior0.3": {"prior_std": 0.3},
+    "blhuc_prior1.0": {"prior_std": 1.0},
+    "si_kl0.3": {"si_kl": 0.3},
+    "si_kl0.7": {"si_kl": 0.7},
+}
+PROTOCOLS = ("transductive", "held_out")
+
+
+def recipe_hparams(split_csv: str, protocol: str, out: Path, args) -> dict:
+    overrides = {"test_csv": split_csv, "beam_size": 10, "lm_order": 3, "lexicon": None,
+                 "compare_loop": False, "protocol": protocol, "save_adapters": False,
+                 "systems": ["si", "si_lhuc", "si_lhuc_oracle"], "output_folder": str(out),
+                 "results_folder": str(out), "si_checkpoint": args.si_checkpoint,
+                 "prep_folder": args.prep_folder, "feature_cache_dir": args.feature_cache_dir,
+                 "threads": args.threads}
+    with open(RECIPE / "hparams" / "adapt_whisper.yaml") as fin:
+        return load_hyperpyyaml(fin, overrides)
+
+
+def adapt_once(name: str, split: str, protocol: str, args) -> dict:
+    """One candidate on one split under one protocol (read back if it already ran)."""
+    out = Path(args.work) / split / name / protocol
+    done = out / "adapt.json"
+    if not done.is_file():
+        hp = recipe_hparams(str(Path(args.prep_folder) / f"{split}.csv"), protocol, out, args)
+        hp["adapt"] = {**dict(hp["adapt"]), **CANDIDATES[name]}
+        run(hp, None, f"own_first_pass {name} {split} {protocol}")
+    return summary(json.loads(done.read_text()))
+
+
+def summary(payload: dict) -> dict:
+    keys = ("si", "si_lhuc", "si_lhuc_oracle")
+    row = {k: {"wer": payload[k]["wer"], "cer": payload[k]["cer"]} for k in keys}
+    row.update(n_speakers=payload["n_speakers"], n_utts=payload["si"]["n_utts"],
+               speakers_improved=payload.get("speakers_improved"),
+               speakers_improved_detail=payload.get("speakers_improved_detail"),
+               relative_wer_change=relative(payload, "si_lhuc"),
+               oracle_relative_wer_change=relative(payload, "si_lhuc_oracle"),
+               adapt_config=payload["adapt_config"])
+    return row
+
+
+def relative(payload: dict, system: str) -> float:
+    return (payload[system]["wer"] - payload["si"]["wer"]) / payload["si"]["wer"]
+
+
+def choose(dev: dict) -> str:
+    """The candidate whose mean relative WER change over the two protocols is lowest."""
+    return min(dev, key=lambda n: sum(dev[n][p]["relative_wer_change"] for p in PROTOCOLS))
+
+
+def main(argv=None) -> dict:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True, help="the results JSON")
+    parser.add_argument("--work", default="exp/own_first_pass")
+    parser.add_argument("--prep_folder", default="exp/data/speechocean762")
+    parser.add_argument("--feature_cache_dir", default="exp/features/speechocean762")
+    parser.add_argument("--si_checkpoint", default=str(RECIPE / "pretrained" / "whisper_si.pt"))
+    parser.add_argument("--candidates", nargs="+", default=list(CANDIDATES))
+    parser.add_argument("--threads", type=int, default=2)
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser.parse_args(argv)
+    dev = {name: {p: adapt_once(name, "valid", p, args) for p in PROTOCOLS}
+           for name in args.candidates}
+    chosen = choose(dev)
+    test = {name: {p: adapt_once(name, "test", p, args) for p in PROTOCOLS}
+            for name in dict.fromkeys(["lhuc", chosen])}
+    result = {"protocols": {"transductive": "adapt on and score every utterance of a speaker",
+                            "held_out": "adapt on a seeded half of each speaker's utterances, "
+                                        "score the other half"},
+              "targets": "the SI system's own first pass (beam 10 + word 3-gram, no lexicon)",
+              "si_checkpoint": args.si_checkpoint, "dev_set": "valid (5 speakers held out "
+              "of training, 100 utterances)", "candidates": {n: CANDIDATES[n] for n in dev},
+              "selection": "lowest mean relative WER change over both protocols on dev",
+              "dev": dev, "chosen": chosen, "test": test,
+              "command": " ".join(["python -m recipes.speechocean762.ASR.CTC.local."
+                                   "own_first_pass", *argv])}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    for split, rows in (("dev", dev), ("test", test)):
+        for name, by_protocol in rows.items():
+            for protocol, row in by_protocol.items():
+                print(f"{split:4} {name:16} {protocol:12} SI {row['si']['wer']:.4f} -> "
+                      f"{row['si_lhuc']['wer']:.4f} ({row['relative_wer_change']:+.1%}), "
+                      f"oracle {row['si_lhuc_oracle']['wer']:.4f}, "
+                      f"improved {row['speakers_improved']}/{row['n_speakers']}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -26,11 +26,14 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from recsys_lhuc.models import build_model, split_sparse_parameters
-from recsys_lhuc.models.random_batch import random_batch
-from recsys_lhuc.spec import FeatureSpec, Field
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "recsys"))  # the random-batch helper the tests use
+
+from random_batch import random_batch  # noqa: E402
+
+from recsys_lhuc.models import build_model, split_sparse_parameters  # noqa: E402
+from recsys_lhuc.spec import FeatureSpec, Field  # noqa: E402
+
 PERSONAL_IDS = ["uid", "pid", "aid"]
 
 
@@ -77,13 +80,16 @@ def build_pair(spec: FeatureSpec, cfg: dict, device: torch.device):
 def run(args) -> dict:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     spec = criteo_like_spec(args.personal_vocab, args.embed_dim)
-    cfg = {"hidden": tuple(args.hidden), "sparse": device.type == "cpu" or args.sparse}
+    sparse = args.tables == "sparse" if args.tables else device.type == "cpu"
+    cfg = {"hidden": tuple(args.hidden), "sparse": sparse}
     fused, unfused = build_pair(spec, cfg, device)
     sparse_fused, dense_fused = split_sparse_parameters(fused)
     _, dense_unfused = split_sparse_parameters(unfused)
-    sparse_opt = torch.optim.SparseAdam(sparse_fused, lr=1e-3)
-    opts = {"fused": [sparse_opt, torch.optim.Adam(dense_fused, lr=1e-3)],
-            "unfused": [sparse_opt, torch.optim.Adam(dense_unfused, lr=1e-3)]}
+    # One SparseAdam for the shared sparse tables, and none when the tables are dense (the GPU
+    # default): SparseAdam rejects an empty parameter list.
+    shared = [torch.optim.SparseAdam(sparse_fused, lr=1e-3)] if sparse_fused else []
+    opts = {"fused": [*shared, torch.optim.Adam(dense_fused, lr=1e-3)],
+            "unfused": [*shared, torch.optim.Adam(dense_unfused, lr=1e-3)]}
     models = {"fused": fused, "unfused": unfused}
     g = torch.Generator().manual_seed(0)
     batches = [random_batch(spec, args.batch_size, g, device) for _ in range(args.num_batches)]
@@ -174,7 +180,7 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def main() -> None:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch-size", type=int, default=4096)
@@ -190,9 +196,10 @@ def main() -> None:
                         help="torch CPU threads (default 1: on shared cores, idle OpenMP threads "
                              "spin while waiting and inflate both wall and CPU time)")
     parser.add_argument("--device", default=None, help="default: cuda if available, else cpu")
-    parser.add_argument("--sparse", action="store_true", help="sparse tables on GPU too")
+    parser.add_argument("--tables", choices=["sparse", "dense"], default=None,
+                        help="embedding-table gradients (default: sparse on CPU, dense on GPU)")
     parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     result = run(args)

@@ -2,9 +2,9 @@
 
 import pytest
 import torch
+from random_batch import random_batch, tiny_spec
 
 from recsys_lhuc.models import MODELS, MULTI_TASK, build_model, split_sparse_parameters
-from recsys_lhuc.models.random_batch import random_batch, tiny_spec
 
 HIDDEN = (16, 8)
 

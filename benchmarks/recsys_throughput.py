@@ -31,25 +31,16 @@ sys.path.insert(0, str(ROOT / "tests" / "recsys"))  # the random-batch helper th
 
 from random_batch import random_batch  # noqa: E402
 
+from recsys_lhuc.data.shards import PERSONAL_IDS, criteo_like_spec  # noqa: E402
 from recsys_lhuc.models import build_model, split_sparse_parameters  # noqa: E402
-from recsys_lhuc.spec import FeatureSpec, Field  # noqa: E402
-
-PERSONAL_IDS = ["uid", "pid", "aid"]
-
-
-def criteo_like_spec(personal_vocab: int, embed_dim: int) -> FeatureSpec:
-    """3 personal-id fields of `personal_vocab` ids + 23 fields of 10, 100, ..., 100k ids."""
-    others = [Field(f"C{i}", 10 ** (1 + i % 5), embed_dim) for i in range(23)]
-    ids = [Field(name, personal_vocab, embed_dim) for name in PERSONAL_IDS]
-    return FeatureSpec(categorical=[*ids, *others], numeric=[f"I{i}" for i in range(13)],
-                       multi=[], label="label", personal_ids=PERSONAL_IDS, user_field="uid")
+from recsys_lhuc.spec import FeatureSpec  # noqa: E402
 
 
 def train_step(model, opts, batch) -> None:
     for opt in opts:
         opt.zero_grad(set_to_none=True)
     logits = model(batch)
-    torch.nn.functional.binary_cross_entropy_with_logits(logits, batch["label"]).backward()
+    torch.nn.functional.binary_cross_entropy_with_logits(logits, batch["click"]).backward()
     for opt in opts:
         opt.step()
 

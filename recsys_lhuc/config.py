@@ -225,9 +225,15 @@ def check_config(cfg: dict, source: str = "config") -> dict:
     schema = {"data": data_schema(), "spec": SPEC, "model": model_schema(model_name),
               "train": train_schema()}
     out = check(cfg, schema, "")
-    for section in ("data", "spec"):
-        if section not in out:
-            raise ConfigError(f"{source}: the {section!r} section is missing")
+    if "data" not in out:
+        raise ConfigError(f"{source}: the 'data' section is missing")
+    if (out["data"] or {}).get("source") == "shards":
+        if "spec" in out:
+            raise ConfigError(f"{source}: with data.source 'shards' the feature spec comes from "
+                              "the shards' meta.json; remove the 'spec' section")
+        return out
+    if "spec" not in out:
+        raise ConfigError(f"{source}: the 'spec' section is missing")
     if "label" not in out["spec"]:
         raise ConfigError(f"{source}: spec.label is missing (the name of the 0/1 label column)")
     return out

@@ -58,7 +58,7 @@ def run_config(args, model: str, batch: int, compiled: bool, device: torch.devic
         "train": {"epochs": 1, "batch_size": batch, "eval_batch_size": max(batch, 65536),
                   "max_steps": args.steps, "speed_warmup_steps": args.warmup,
                   "compile": compiled, "progress": False, "device": str(device),
-                  "patience": 1, "amp": args.amp}})
+                  "patience": 1, "amp": args.amp, "loader_workers": args.loader_workers}})
 
 
 def model_step_rate(cfg: dict, device: torch.device, bf16: bool, steps: int, warmup: int) -> float:
@@ -138,11 +138,14 @@ def main(argv=None) -> None:
                              "(SparseAdam) on CPU, where dense Adam over 1M-row tables dominates")
     parser.add_argument("--amp", default="auto", choices=["auto", "bf16", "off"])
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--loader-workers", type=int, default=None,
+                        help="Parquet reading threads (default 6 on CUDA, 2 on CPU)")
     parser.add_argument("--note", default="", help="recorded in the JSON (e.g. a shared machine)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     args.tables = args.tables or ("dense" if device.type == "cuda" else "sparse")
+    args.loader_workers = args.loader_workers or (6 if device.type == "cuda" else 2)
     args.modes = args.modes or (["eager", "compiled"] if device.type == "cuda" else ["eager"])
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -157,7 +160,8 @@ def main(argv=None) -> None:
         "data": {"folder": str(args.data), "rows": meta["rows"],
                  "personal_vocab": meta["personal_vocab"],
                  "bytes_on_disk": sum(p.stat().st_size for p in args.data.rglob("*.parquet"))},
-        "hidden": args.hidden, "tables": args.tables, "steps": args.steps, "warmup": args.warmup,
+        "hidden": args.hidden, "tables": args.tables, "loader_workers": args.loader_workers,
+        "steps": args.steps, "warmup": args.warmup,
         "amp": args.amp,
         "device": (torch.cuda.get_device_name(device) if device.type == "cuda" else
                    f"cpu ({platform.processor() or platform.machine()}, "

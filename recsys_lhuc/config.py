@@ -205,6 +205,7 @@ def train_schema() -> dict:
     out["lr"] = Value(float, minimum=0.0)
     out["amp"] = Value(str, choices=("auto", "bf16", "off"))
     out["prefetch"] = Value(int, minimum=0)
+    out["loader_workers"] = Value(int, minimum=1)
     return out
 
 

@@ -63,6 +63,7 @@ class TrainConfig:
     compile: bool = False           # torch.compile the model (see recsys_gpu_train.py)
     amp: str = "auto"               # auto | bf16 | off: bf16 autocast (CUDA only), see use_bf16
     prefetch: int = 4               # batches a background thread prepares ahead (streamed data)
+    loader_workers: int = 2         # threads reading and shuffling Parquet row groups (streamed)
     speed_warmup_steps: int = 10    # steps left out of train_samples_per_s (allocator, compile)
     num_threads: int | None = None  # torch CPU threads
     label_masks: dict = field(default_factory=dict)  # {label: mask label}: loss/metrics on mask==1
@@ -170,7 +171,8 @@ def to_device(batch: dict, device: torch.device) -> dict:
 
 
 def make_batches(split, spec, batch_size: int, device: torch.device, shuffle: bool = False,
-                 seed: int = 0, info: DistInfo | None = None, extra_columns=(), prefetch: int = 4):
+                 seed: int = 0, info: DistInfo | None = None, extra_columns=(), prefetch: int = 4,
+                 workers: int = 2):
     """Batches of one split: streamed from Parquet shards, or sliced from the in-memory Arrow
     split (on the GPU itself when training there: the split is copied once)."""
     info = info or DistInfo(0, 1, 0, device)
@@ -180,7 +182,7 @@ def make_batches(split, spec, batch_size: int, device: torch.device, shuffle: bo
                              "would run different numbers of steps); train on one process")
         return ShardBatches(split, spec, batch_size, shuffle=shuffle, seed=seed, device=device,
                             pin_memory=device.type == "cuda", prefetch=prefetch,
-                            extra_columns=extra_columns)
+                            workers=workers, extra_columns=extra_columns)
     on_device = device if device.type == "cuda" else None
     return Batches(split, spec, batch_size, shuffle=shuffle, seed=seed,
                    extra_columns=extra_columns, rank=info.rank, world_size=info.world_size,
@@ -220,7 +222,8 @@ def evaluate_split(model, dataset, spec, tc: TrainConfig, device,
     """
     info = info or DistInfo(0, 1, 0, device)
     batches = make_batches(dataset, spec, tc.eval_batch_size, device, info=info,
-                           extra_columns=[GROUP_COLUMN], prefetch=tc.prefetch)
+                           extra_columns=[GROUP_COLUMN], prefetch=tc.prefetch,
+                           workers=tc.loader_workers)
     bf16 = use_bf16(device, tc.amp, tc.eval_batch_size)
     probs = gather_predictions(predict(model, batches, spec, device, bf16),
                                batches.indices().numpy(), batches.size, info)
@@ -395,7 +398,8 @@ def _train(cfg: dict, tc: TrainConfig, out: Path, info: DistInfo, resume: bool,
     forward = torch.compile(ddp_model) if tc.compile else ddp_model
     bf16 = use_bf16(device, tc.amp, tc.batch_size)
     train_batches = make_batches(prepared.splits["train"], spec, tc.batch_size, device,
-                                 shuffle=True, seed=tc.seed, info=info, prefetch=tc.prefetch)
+                                 shuffle=True, seed=tc.seed, info=info, prefetch=tc.prefetch,
+                                 workers=tc.loader_workers)
 
     state = {"epoch": 0, "step": 0, "best_auc": -1.0, "best_epoch": 0, "bad_epochs": 0,
              "history": []}

@@ -7,10 +7,10 @@ Python, no vocabulary lookup.
 
 ``write_synthetic_shards`` writes a Criteo-sized synthetic set (3 personal-id fields of ~1M ids,
 23 fields of 10..100k ids, 13 numerics) chunk by chunk, so memory stays bounded whatever ``rows``
-is. ``ShardBatches`` streams one split: it reads one Parquet row group at a time, mixes the rows
-of ``mix`` row groups (shuffled order of row groups, shuffled rows), cuts batches from them and
-hands them over through a background thread ``prefetch`` batches ahead, packed into one int block
-and one float block so that a batch reaches the GPU in two pinned copies.
+is. ``ShardBatches`` streams one split: background threads read a few Parquet row groups at a
+time, pack them into one int block and one float block, shuffle their rows (row-group order and
+row order: a pool of ``mix`` row groups is the shuffle window) and cut contiguous batches, so a
+batch reaches the GPU in two pinned copies.
 """
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ import json
 import logging
 import queue
 import threading
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 
@@ -170,40 +172,50 @@ def load_shards(folder) -> tuple[FeatureSpec, dict[str, ShardSplit], dict]:
     return spec_from_dict(meta["spec"]), {s: ShardSplit(folder / s) for s in SPLITS}, meta
 
 
+BLOCKS = ("ints", "floats")
+
+
 def pack(columns: dict[str, np.ndarray], ints: list[str], floats: list[str]) -> dict:
-    """Two contiguous blocks: (n_int, B) int32 ids and (n_float, B) float32 values."""
+    """Two row-major blocks: (rows, n_int) int32 ids and (rows, n_float) float32 values, so a
+    batch is a contiguous slice of rows (pinned and copied to the GPU as is)."""
     out = {}
     if ints:
-        out["ints"] = torch.from_numpy(np.stack([columns[n] for n in ints]).astype(np.int32))
+        out["ints"] = torch.stack([torch.from_numpy(np.asarray(columns[n], dtype=np.int32))
+                                   for n in ints], dim=1)
     if floats:
-        out["floats"] = torch.from_numpy(np.stack([columns[n] for n in floats])
-                                         .astype(np.float32))
+        out["floats"] = torch.stack([torch.from_numpy(np.asarray(columns[n], dtype=np.float32))
+                                     for n in floats], dim=1)
     return out
 
 
 def unpack(packed: dict, ints: list[str], floats: list[str], device) -> dict[str, torch.Tensor]:
-    """Copy the blocks to ``device`` and split them into the model's batch dict (views)."""
+    """Copy the blocks to ``device`` and split them into the model's batch dict (one transpose
+    there, so each field is a contiguous (B,) tensor)."""
     batch = {}
     if ints:
-        block = packed["ints"].to(device, non_blocking=True).long()
-        batch.update(zip(ints, block.unbind(0)))
+        block = packed["ints"].to(device, non_blocking=True)
+        batch.update(zip(ints, block.t().contiguous().long().unbind(0)))
     if floats:
         block = packed["floats"].to(device, non_blocking=True)
-        batch.update(zip(floats, block.unbind(0)))
+        batch.update(zip(floats, block.t().contiguous().unbind(0)))
     return batch
 
 
 class ShardBatches:
     """Stream a ShardSplit in batches of ``batch_size`` rows (dicts of tensors on ``device``).
 
-    Shuffling is seeded by ``seed + epoch`` (row-group order and row order within ``mix`` row
-    groups at a time), so a resumed run sees the same batches. Host memory holds ``mix`` row
-    groups and ``prefetch`` packed batches, whatever the split's size.
+    Two stages in background threads: ``workers`` threads each read ``mix`` row groups, pack them
+    into two blocks and shuffle their rows (pyarrow and torch release the GIL, so they run in
+    parallel); one thread cuts the blocks, in order, into contiguous batches (pinned for CUDA)
+    and keeps ``prefetch`` of them ready. Shuffling is seeded by ``seed + epoch`` (row-group
+    order, and each pool's row order by its index), so a resumed run sees the same batches
+    whatever the threads' timing. Host memory holds about ``workers + 1`` pools of ``mix`` row
+    groups and ``prefetch`` batches, whatever the split's size.
     """
 
     def __init__(self, split: ShardSplit, spec: FeatureSpec, batch_size: int,
                  shuffle: bool = False, seed: int = 0, device="cpu", pin_memory: bool = False,
-                 prefetch: int = 4, mix: int = 2, extra_columns=()):
+                 prefetch: int = 4, mix: int = 2, workers: int = 2, extra_columns=()):
         names = [f.name for f in spec.categorical] + list(spec.numeric) + spec.labels
         names += [n for n in extra_columns if n in split.column_names]
         missing = [n for n in names if n not in split.column_names]
@@ -212,7 +224,7 @@ class ShardBatches:
                             f"shards (they have {split.column_names})")
         self.split, self.batch_size, self.shuffle, self.seed = split, batch_size, shuffle, seed
         self.device, self.pin_memory = torch.device(device), pin_memory
-        self.prefetch, self.mix = max(prefetch, 1), max(mix, 1)
+        self.prefetch, self.mix, self.workers = max(prefetch, 1), max(mix, 1), max(workers, 1)
         self.ints = [f.name for f in spec.categorical]
         self.floats = [n for n in dict.fromkeys(names) if n not in self.ints]
         self.size, self.epoch = len(split), 0
@@ -230,36 +242,57 @@ class ShardBatches:
         """Evaluation order is file order (no shuffling): rows 0..N-1."""
         return torch.arange(self.size)
 
-    def _packed_batches(self):
-        """Packed host batches, produced in file or shuffled order (runs in the worker thread)."""
-        rng = np.random.default_rng(self.seed + self.epoch)
+    def _pools(self) -> list[list]:
         units = list(self.split.units)
         if self.shuffle:
-            units = [units[i] for i in rng.permutation(len(units))]
-        names = self.ints + self.floats
-        carry: dict[str, np.ndarray] | None = None
-        for start in range(0, len(units), self.mix):
-            parts = [self.split.read_unit(u, names) for u in units[start:start + self.mix]]
-            if carry is not None:
-                parts.insert(0, carry)
-            pool = {n: np.concatenate([p[n] for p in parts]) for n in names}
-            order = rng.permutation(len(pool[names[0]])) if self.shuffle else None
-            rows = len(pool[names[0]])
-            full = rows - rows % self.batch_size
-            for b in range(0, full, self.batch_size):
-                idx = slice(b, b + self.batch_size) if order is None \
-                    else order[b:b + self.batch_size]
-                yield self._pack({n: pool[n][idx] for n in names})
-            rest = slice(full, rows) if order is None else order[full:]
-            carry = {n: pool[n][rest] for n in names}
-        if carry is not None and len(carry[names[0]]):
-            yield self._pack(carry)
+            order = np.random.default_rng([self.seed, self.epoch]).permutation(len(units))
+            units = [units[i] for i in order]
+        return [units[i:i + self.mix] for i in range(0, len(units), self.mix)]
 
-    def _pack(self, columns):
-        packed = pack(columns, self.ints, self.floats)
+    def _pool_block(self, index: int, units) -> dict:
+        """Read, pack and (when shuffling) permute one pool of row groups."""
+        names = self.ints + self.floats
+        parts = [self.split.read_unit(u, names) for u in units]
+        block = pack({n: np.concatenate([p[n] for p in parts]) for n in names}, self.ints,
+                     self.floats)
+        if self.shuffle:
+            rows = len(next(iter(block.values())))
+            state = np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1)
+            g = torch.Generator().manual_seed(int(state[0]))
+            perm = torch.randperm(rows, generator=g)
+            block = {k: v.index_select(0, perm) for k, v in block.items()}
+        return block
+
+    def _blocks(self):
+        """Pool blocks in pool order, ``workers`` of them read at once."""
+        pools = self._pools()
+        with ThreadPoolExecutor(self.workers) as pool:
+            pending: deque = deque()
+            for index, units in enumerate(pools):
+                pending.append(pool.submit(self._pool_block, index, units))
+                if len(pending) > self.workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+
+    def _packed_batches(self):
+        """Contiguous batches cut from the blocks; a pool's leftover rows open the next batch."""
+        carry = None
+        for block in self._blocks():
+            if carry is not None:
+                block = {k: torch.cat([carry[k], block[k]]) for k in block}
+            rows = len(next(iter(block.values())))
+            full = rows - rows % self.batch_size
+            for start in range(0, full, self.batch_size):
+                yield self._finish({k: v[start:start + self.batch_size] for k, v in block.items()})
+            carry = {k: v[full:] for k, v in block.items()}
+        if carry is not None and len(next(iter(carry.values()))):
+            yield self._finish(carry)
+
+    def _finish(self, batch: dict) -> dict:
         if self.pin_memory:
-            packed = {k: v.pin_memory() for k, v in packed.items()}
-        return packed
+            return {k: v.pin_memory() for k, v in batch.items()}
+        return {k: v.clone() for k, v in batch.items()}  # do not keep the whole pool alive
 
     def __iter__(self):
         for packed in prefetched(self._packed_batches(), self.prefetch):

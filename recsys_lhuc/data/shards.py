@@ -252,9 +252,9 @@ class ShardBatches:
     def _pool_block(self, index: int, units) -> dict:
         """Read, pack and (when shuffling) permute one pool of row groups."""
         names = self.ints + self.floats
-        parts = [self.split.read_unit(u, names) for u in units]
-        block = pack({n: np.concatenate([p[n] for p in parts]) for n in names}, self.ints,
-                     self.floats)
+        parts = [pack(self.split.read_unit(u, names), self.ints, self.floats) for u in units]
+        block = {k: torch.cat([p[k] for p in parts]) if len(parts) > 1 else parts[0][k]
+                 for k in parts[0]}
         if self.shuffle:
             rows = len(next(iter(block.values())))
             state = np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1)

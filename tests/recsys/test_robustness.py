@@ -195,7 +195,8 @@ def test_a_second_run_into_the_same_folder_is_refused(tmp_path):
 
 
 def test_two_cli_runs_into_one_folder_one_is_refused(tmp_path):
-    cfg = tiny_config(tmp_path, train={"epochs": 30, "patience": 30})
+    # Long enough that the first run is still going when the second starts (it is killed then).
+    cfg = tiny_config(tmp_path, train={"epochs": 500, "patience": 500})
     cfg["data"]["synthetic"]["rows_per_user"] = 60
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg))

@@ -18,6 +18,7 @@ import json
 import logging
 import queue
 import threading
+import warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
@@ -179,12 +180,15 @@ def pack(columns: dict[str, np.ndarray], ints: list[str], floats: list[str]) -> 
     """Two row-major blocks: (rows, n_int) int32 ids and (rows, n_float) float32 values, so a
     batch is a contiguous slice of rows (pinned and copied to the GPU as is)."""
     out = {}
-    if ints:
-        out["ints"] = torch.stack([torch.from_numpy(np.asarray(columns[n], dtype=np.int32))
-                                   for n in ints], dim=1)
-    if floats:
-        out["floats"] = torch.stack([torch.from_numpy(np.asarray(columns[n], dtype=np.float32))
-                                     for n in floats], dim=1)
+    with warnings.catch_warnings():  # Arrow's arrays are read-only; they are only read here
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        if ints:
+            out["ints"] = torch.stack([torch.from_numpy(np.asarray(columns[n], dtype=np.int32))
+                                       for n in ints], dim=1)
+        if floats:
+            out["floats"] = torch.stack(
+                [torch.from_numpy(np.asarray(columns[n], dtype=np.float32)) for n in floats],
+                dim=1)
     return out
 
 

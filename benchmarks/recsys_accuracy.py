@@ -1,11 +1,17 @@
 """Accuracy benchmark of the ranking models: mean +- std over seeds of test AUC / gAUC / logloss.
 
     python benchmarks/recsys_accuracy.py --dataset ml100k      # -> results/recsys/ml100k.json
+    python benchmarks/recsys_accuracy.py --dataset ml100k --split temporal --seeds 0 1 2
+                                                   # -> results/recsys/ml100k_temporal.json
     python benchmarks/recsys_accuracy.py --dataset synthetic   # -> results/recsys/synthetic.json
 
 Each (model, seed) run is a normal ``recsys_lhuc`` training run under ``--runs``; finished runs are
 reused, so a killed benchmark resumes where it stopped. A seed sets both the 8:1:1 split and the
-model initialisation. PEPNet on ML-100K trains two tasks (like, watch with sampled negatives, see
+model initialisation (with ``--split temporal``, the per-user temporal split, a seed sets the
+initialisation only). Every JSON records, per seed, how many test users gAUC skipped because all
+their test rows are of one class (``gauc_users_skipped``; the same for every model: it depends
+on the split only); ``--user-counts-only`` adds those counts to an existing JSON without
+training. PEPNet on ML-100K trains two tasks (like, watch with sampled negatives, see
 recipes/ranking/ml100k_multitask.yaml); its like-metrics are on the same observed test rows.
 On the synthetic set ``dnn_wide`` is a DNN with a wider tower ([224, 56]) and about PPNet's
 parameter count, to tell the gates' effect from the extra parameters.
@@ -25,6 +31,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from recsys_lhuc.data import prepare  # noqa: E402
+from recsys_lhuc.data.pipeline import GROUP_COLUMN  # noqa: E402
 from recsys_lhuc.train import load_config, train  # noqa: E402
 
 RECIPES = ROOT / "recipes" / "ranking"
@@ -45,20 +53,35 @@ DATASETS = {
                               "ceiling = AUC of the true click probabilities on each test split"},
 }
 MODELS = ["dnn", "wide_deep", "ppnet", "lhuc_user", "pepnet"]
+TEMPORAL = ("per-user temporal split (each user's latest 10% of ratings -> test, the 10% before "
+            "-> validation, users with < 3 ratings stay in train; the same split for every seed, "
+            "a seed sets the initialisation only)")
 
 
-def run_one(dataset: str, model: str, seed: int, runs: Path, overrides: list[str]) -> dict:
+def run_config(dataset: str, model: str, seed: int, overrides: list[str]) -> dict:
     info = DATASETS[dataset]
-    out = runs / dataset / model / f"seed{seed}"
-    if (out / "results.json").exists():
-        return json.loads((out / "results.json").read_text())
     config = info["per_model"].get(model, info["config"])
     sets = [f"data.split.seed={seed}", f"train.seed={seed}", "train.progress=false", *overrides]
     if model not in info["per_model"] and model in MODELS:
         sets.append(f"model.name={model}")
     sets += info.get("model_sets", {}).get(model, [])
-    cfg = load_config(config, sets)
-    return train(cfg, out)
+    return load_config(config, sets)
+
+
+def test_user_counts(cfg: dict) -> dict:
+    """Test users gAUC can use (both classes among their test rows) and skips (one class)."""
+    test = prepare(cfg).splits["test"]
+    label = cfg["spec"]["label"]
+    frame = test.select_columns([GROUP_COLUMN, label]).to_pandas()
+    classes = frame.groupby(GROUP_COLUMN)[label].nunique()
+    return {"gauc_users": int((classes == 2).sum()), "gauc_users_skipped": int((classes < 2).sum())}
+
+
+def run_one(dataset: str, model: str, seed: int, runs: Path, overrides: list[str]) -> dict:
+    out = runs / dataset / model / f"seed{seed}"
+    if (out / "results.json").exists():
+        return json.loads((out / "results.json").read_text())
+    return train(run_config(dataset, model, seed, overrides), out)
 
 
 def summarise(results: list[dict]) -> dict:
@@ -71,7 +94,9 @@ def summarise(results: list[dict]) -> dict:
         out[f"{key}_mean"], out[f"{key}_std"] = stat(key)
     out["seeds"] = [{"seed": r["seed"], "auc": r["test"]["auc"], "gauc": r["test"]["gauc"],
                      "logloss": r["test"]["logloss"], "best_epoch": r["best_epoch"],
-                     "epochs_run": r["epochs_run"], "parameters": r["parameters"]}
+                     "epochs_run": r["epochs_run"], "parameters": r["parameters"],
+                     "gauc_users": r["test"].get("gauc_users"),
+                     "gauc_users_skipped": r["test"].get("gauc_users_skipped")}
                     for r in results]
     return out
 
@@ -101,13 +126,25 @@ def main(argv=None) -> None:
     parser.add_argument("--runs", default=str(ROOT / "exp" / "recsys_accuracy"))
     parser.add_argument("--out", default=None, help="JSON path (default results/recsys/...)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--split", choices=["random", "temporal"], default="random")
     parser.add_argument("--set", nargs="*", default=[], help="config overrides for every run")
+    parser.add_argument("--user-counts-only", action="store_true",
+                        help="add the per-seed gAUC user counts to an existing JSON; no training")
     args = parser.parse_args(argv)
+    if args.split == "temporal":
+        args.set = ["data.split.protocol=temporal", *args.set]
     args.models = args.models or MODELS + DATASETS[args.dataset].get("extra_models", [])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
-    out_path = Path(args.out or ROOT / "results" / "recsys" / f"{args.dataset}.json")
-    summary = {"protocol": DATASETS[args.dataset]["protocol"], "dataset": args.dataset,
+    suffix = "" if args.split == "random" else f"_{args.split}"
+    out_path = Path(args.out or ROOT / "results" / "recsys" / f"{args.dataset}{suffix}.json")
+    if args.user_counts_only:
+        return add_user_counts(out_path, args)
+    protocol = DATASETS[args.dataset]["protocol"]
+    if args.split == "temporal":
+        protocol = protocol.replace("seeded random 8:1:1 split of the ratings (seed = run seed)",
+                                    TEMPORAL)
+    summary = {"protocol": protocol, "dataset": args.dataset, "split": args.split,
                "models": {}, "command": "python " + shlex.join(
                    [str(Path(sys.argv[0]).resolve().relative_to(ROOT)), *sys.argv[1:]])}
     ceilings = []
@@ -141,6 +178,16 @@ def main(argv=None) -> None:
     if ceilings:
         print(f"{'ceiling':<12}{summary['ceiling_auc']:>10.4f}")
     print(f"wrote {out_path}")
+
+
+def add_user_counts(out_path: Path, args) -> None:
+    """Per-seed test-user counts of gAUC (used / skipped), from the splits alone."""
+    summary = json.loads(out_path.read_text())
+    counts = {seed: test_user_counts(run_config(args.dataset, "dnn", seed, args.set))
+              for seed in args.seeds}
+    summary["test_users_by_seed"] = {str(s): c for s, c in counts.items()}
+    out_path.write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary["test_users_by_seed"]))
 
 
 if __name__ == "__main__":

@@ -26,27 +26,21 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from recsys_lhuc.models import build_model, split_sparse_parameters
-from recsys_lhuc.models.random_batch import random_batch
-from recsys_lhuc.spec import FeatureSpec, Field
-
 ROOT = Path(__file__).resolve().parents[1]
-PERSONAL_IDS = ["uid", "pid", "aid"]
+sys.path.insert(0, str(ROOT / "tests" / "recsys"))  # the random-batch helper the tests use
 
+from random_batch import random_batch  # noqa: E402
 
-def criteo_like_spec(personal_vocab: int, embed_dim: int) -> FeatureSpec:
-    """3 personal-id fields of `personal_vocab` ids + 23 fields of 10, 100, ..., 100k ids."""
-    others = [Field(f"C{i}", 10 ** (1 + i % 5), embed_dim) for i in range(23)]
-    ids = [Field(name, personal_vocab, embed_dim) for name in PERSONAL_IDS]
-    return FeatureSpec(categorical=[*ids, *others], numeric=[f"I{i}" for i in range(13)],
-                       multi=[], label="label", personal_ids=PERSONAL_IDS, user_field="uid")
+from recsys_lhuc.data.shards import PERSONAL_IDS, criteo_like_spec  # noqa: E402
+from recsys_lhuc.models import build_model, split_sparse_parameters  # noqa: E402
+from recsys_lhuc.spec import FeatureSpec  # noqa: E402
 
 
 def train_step(model, opts, batch) -> None:
     for opt in opts:
         opt.zero_grad(set_to_none=True)
     logits = model(batch)
-    torch.nn.functional.binary_cross_entropy_with_logits(logits, batch["label"]).backward()
+    torch.nn.functional.binary_cross_entropy_with_logits(logits, batch["click"]).backward()
     for opt in opts:
         opt.step()
 
@@ -77,13 +71,16 @@ def build_pair(spec: FeatureSpec, cfg: dict, device: torch.device):
 def run(args) -> dict:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     spec = criteo_like_spec(args.personal_vocab, args.embed_dim)
-    cfg = {"hidden": tuple(args.hidden), "sparse": device.type == "cpu" or args.sparse}
+    sparse = args.tables == "sparse" if args.tables else device.type == "cpu"
+    cfg = {"hidden": tuple(args.hidden), "sparse": sparse}
     fused, unfused = build_pair(spec, cfg, device)
     sparse_fused, dense_fused = split_sparse_parameters(fused)
     _, dense_unfused = split_sparse_parameters(unfused)
-    sparse_opt = torch.optim.SparseAdam(sparse_fused, lr=1e-3)
-    opts = {"fused": [sparse_opt, torch.optim.Adam(dense_fused, lr=1e-3)],
-            "unfused": [sparse_opt, torch.optim.Adam(dense_unfused, lr=1e-3)]}
+    # One SparseAdam for the shared sparse tables, and none when the tables are dense (the GPU
+    # default): SparseAdam rejects an empty parameter list.
+    shared = [torch.optim.SparseAdam(sparse_fused, lr=1e-3)] if sparse_fused else []
+    opts = {"fused": [*shared, torch.optim.Adam(dense_fused, lr=1e-3)],
+            "unfused": [*shared, torch.optim.Adam(dense_unfused, lr=1e-3)]}
     models = {"fused": fused, "unfused": unfused}
     g = torch.Generator().manual_seed(0)
     batches = [random_batch(spec, args.batch_size, g, device) for _ in range(args.num_batches)]
@@ -174,7 +171,7 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def main() -> None:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch-size", type=int, default=4096)
@@ -190,9 +187,10 @@ def main() -> None:
                         help="torch CPU threads (default 1: on shared cores, idle OpenMP threads "
                              "spin while waiting and inflate both wall and CPU time)")
     parser.add_argument("--device", default=None, help="default: cuda if available, else cpu")
-    parser.add_argument("--sparse", action="store_true", help="sparse tables on GPU too")
+    parser.add_argument("--tables", choices=["sparse", "dense"], default=None,
+                        help="embedding-table gradients (default: sparse on CPU, dense on GPU)")
     parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     result = run(args)

@@ -1,4 +1,5 @@
-"""``python -m recsys_lhuc {prepare,train,evaluate,score,demo}``: the ranking command line."""
+"""``python -m recsys_lhuc {prepare,train,evaluate,score,demo,download-ml100k,
+prepare-synthetic-large}``: the ranking command line."""
 from __future__ import annotations
 
 import argparse
@@ -16,8 +17,8 @@ DEFAULT_CONFIG = PROJECT_ROOT / "recipes" / "ranking" / "synthetic.yaml"
 def _add_config(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=str(DEFAULT_CONFIG), help="YAML config (data/spec/model/"
                    "train)")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="overrides, e.g. model.name=ppnet train.epochs=3")
+    p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                   help="overrides, e.g. model.name=ppnet train.epochs=3 (may be repeated)")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -45,6 +46,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--models", nargs="*", default=["dnn", "ppnet"])
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (the models are "
                    "small: one thread is as fast and does not stall on a busy machine)")
+    p = sub.add_parser("download-ml100k", help="fetch MovieLens-100K (never done implicitly) "
+                       "and print its folder, for data.path")
+    p.add_argument("--dest", default=None, help="folder (default: the user cache)")
+    p = sub.add_parser("prepare-synthetic-large", help="write a Criteo-sized synthetic set as "
+                       "Parquet shards (bounded memory), for data.source: shards")
+    p.add_argument("--out", required=True)
+    p.add_argument("--rows", type=int, default=20_000_000, help="training rows")
+    p.add_argument("--personal-vocab", type=int, default=1_000_000, help="ids per personal field")
+    p.add_argument("--val-fraction", type=float, default=0.01)
+    p.add_argument("--test-fraction", type=float, default=0.01)
+    p.add_argument("--shard-rows", type=int, default=2_000_000)
+    p.add_argument("--row-group-rows", type=int, default=131_072)
+    p.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 
 
@@ -70,7 +84,31 @@ def demo(args) -> None:
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if args.command == "prepare":
+    from .config import ConfigError
+    from .data import DataError
+    from .train import CheckpointError, RunLockedError
+
+    try:
+        run(args)
+    except (ConfigError, DataError, CheckpointError, RunLockedError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def run(args) -> None:
+    if args.command == "download-ml100k":
+        from .data.loaders import download_ml100k
+
+        print(download_ml100k(args.dest))
+    elif args.command == "prepare-synthetic-large":
+        from .data.shards import write_synthetic_shards
+
+        meta = write_synthetic_shards(args.out, args.rows, args.personal_vocab,
+                                      args.val_fraction, args.test_fraction, args.shard_rows,
+                                      args.row_group_rows, args.seed)
+        print(json.dumps({"out": args.out, "rows": meta["rows"]}))
+    elif args.command == "prepare":
         from .data import prepare
         from .train import load_config
 
@@ -96,7 +134,6 @@ def main(argv=None) -> int:
         print(score(args.run, args.input, args.output, args.checkpoint))
     elif args.command == "demo":
         demo(args)
-    return 0
 
 
 if __name__ == "__main__":

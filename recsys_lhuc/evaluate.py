@@ -1,6 +1,7 @@
 """Evaluate a trained run folder on one split of its data."""
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import torch
@@ -8,7 +9,7 @@ import yaml
 
 from .data import prepare
 from .data.pipeline import spec_from_dict
-from .models import build_model
+from .models import MODELS, build_model
 from .train import TrainConfig, evaluate_split, load_checkpoint, model_kwargs, pick_device
 
 
@@ -21,13 +22,16 @@ def load_run(run_dir, checkpoint: str = "best.pt", device: str = "auto"):
     encoder = json.loads((run / "encoder.json").read_text())
     spec = spec_from_dict(encoder["spec"])
     name, kwargs = model_kwargs(cfg)
+    if "fused_gates" in inspect.signature(MODELS[name]).parameters:
+        kwargs.setdefault("fused_gates", True)  # runs from before the per-device default: fused
     dev = pick_device(device if device != "auto" else cfg.get("train", {}).get("device", "auto"))
     model = build_model(name, spec, **kwargs).to(dev)
     ckpt = run / checkpoint
     if not ckpt.exists():
         raise FileNotFoundError(f"{ckpt}: no checkpoint; train first (python -m recsys_lhuc "
                                 f"train --config ... --out {run})")
-    model.load_state_dict(load_checkpoint(ckpt, dev)["model"])
+    model.load_state_dict(load_checkpoint(ckpt, dev, hint="Use another --checkpoint (best.pt "
+                                          "or last.pt) or train again.")["model"])
     model.eval()
     return cfg, model, encoder
 

@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 
 from .data.loaders import load_table
-from .data.pipeline import Encoder, spec_from_dict
+from .data.pipeline import Encoder, id_columns, spec_from_dict
 from .data.vocab import Vocab
 from .evaluate import load_run
 from .train import as_task_dict, autocast
@@ -45,6 +45,11 @@ class Ranker:
             self.oov_counts[name] = self.oov_counts.get(name, 0) + count
         if any(oov.values()):
             log.info("scoring: values mapped to the OOV bucket per field: %s", oov)
+        for name, count in oov.items():
+            if len(frame) >= 20 and count > 0.5 * len(frame):
+                log.warning("scoring: %d of %d values of %r were never seen in training; check "
+                            "that the column holds the same ids, written the same way", count,
+                            len(frame), name)
         return {k: torch.from_numpy(np.array(v)).to(self.device) for k, v in columns.items()
                 if not k.startswith("_")}
 
@@ -86,7 +91,7 @@ def score(run_dir, input_path, output_path, checkpoint: str = "best.pt",
     """Score every row of a CSV/Parquet file; write it back with a ``score_<label>`` column per
     task (CSV, or Parquet if ``output_path`` ends in .parquet)."""
     ranker = Ranker.from_run(run_dir, checkpoint, device)
-    frame = load_table(input_path)
+    frame = load_table(input_path, id_columns(ranker.spec, ranker.encoder.field_cfg))
     probs = ranker.score_frame(frame)
     out = frame.drop(columns=["_row"])
     for label, p in probs.items():

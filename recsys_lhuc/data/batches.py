@@ -48,17 +48,22 @@ class Batches:
 
     Shuffling uses a generator seeded by ``seed + epoch`` so that a resumed run sees exactly the
     batches an uninterrupted run would. ``pin_memory`` pins each batch for fast host-to-GPU copies.
+    With ``device`` the whole split is copied there once and every batch is sliced on the device
+    (for splits that fit in GPU memory: no host work and no copy per step).
     Under DDP, ``rank``/``world_size`` make this iterate over the rank's shard only (see
     ``shard_order``); ``indices()`` says which rows of the split those are.
     """
 
     def __init__(self, dataset, spec: FeatureSpec, batch_size: int, shuffle: bool = False,
                  seed: int = 0, pin_memory: bool = False, extra_columns=(), rank: int = 0,
-                 world_size: int = 1):
+                 world_size: int = 1, device=None):
         names = [f.name for f in spec.categorical] + list(spec.numeric)
         names += [f.name for f in spec.multi] + spec.labels + list(extra_columns)
         names = [n for n in dict.fromkeys(names) if n in dataset.column_names]
         self.tensors = columns_as_tensors(dataset, names)
+        self.device = torch.device(device) if device is not None else None
+        if self.device is not None:
+            self.tensors = {k: v.to(self.device) for k, v in self.tensors.items()}
         self.size = len(dataset)
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.pin_memory = pin_memory
@@ -67,6 +72,10 @@ class Batches:
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def column(self, name: str) -> np.ndarray:
+        """One whole column of the split (labels and users for the metrics)."""
+        return self.tensors[name].cpu().numpy()
 
     def indices(self) -> torch.Tensor:
         """This rank's rows of the split for the current epoch, in iteration order."""
@@ -81,6 +90,8 @@ class Batches:
         order = None
         if self.shuffle or self.world_size > 1:
             order = self.indices()
+            if self.device is not None:
+                order = order.to(self.device)
         rows = self.size if order is None else len(order)
         for start in range(0, rows, self.batch_size):
             if order is None:
@@ -88,6 +99,6 @@ class Batches:
             else:
                 idx = order[start:start + self.batch_size]
                 batch = {k: v[idx] for k, v in self.tensors.items()}
-            if self.pin_memory:
+            if self.pin_memory and self.device is None:
                 batch = {k: v.pin_memory() for k, v in batch.items()}
             yield batch

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import subprocess
 import urllib.request
 import zipfile
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from .checks import DataError, check_columns, check_not_empty
 
@@ -92,44 +96,50 @@ def load_ml100k_grouplens(folder: Path) -> pd.DataFrame:
     return _finish(df, data_path)
 
 
-def _download_grouplens_ml100k() -> Path | None:
-    target = CACHE / "ml-100k"
-    if (target / "u.data").exists():
-        return target
+def default_ml100k_folders() -> list[Path]:
+    """Where a previous ``download-ml100k`` put the files (never fetched implicitly)."""
+    xdg = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return [xdg / "lhuc-data" / "ml-100k", CACHE / "ml-100k"]
+
+
+def download_ml100k(dest=None) -> Path:
+    """Fetch MovieLens-100K explicitly (``python -m recsys_lhuc download-ml100k``): the shared
+    script ``get_ml100k.sh`` when the checkout has one (RecBole's copy from PyPI), otherwise the
+    GroupLens zip. Returns the folder."""
+    script = SHARED_DATA / "get_ml100k.sh"
+    if script.exists():
+        args = ["bash", str(script)] + ([str(dest)] if dest else [])
+        out = subprocess.run(args, capture_output=True, text=True)
+        if out.returncode == 0 and out.stdout.strip():
+            return Path(out.stdout.strip().splitlines()[-1])
+        log.warning("%s failed: %s", script, out.stderr.strip()[-500:])
+    target = Path(dest) if dest else CACHE / "ml-100k"
     try:
         with urllib.request.urlopen(GROUPLENS_ML100K, timeout=20) as resp:
             payload = resp.read()
     except OSError as err:
-        log.info("GroupLens not reachable (%s)", err)
-        return None
+        raise DataError(f"could not download MovieLens-100K from {GROUPLENS_ML100K} ({err}); "
+                        f"unpack u.data, u.user, u.item into {target} by hand") from err
     with zipfile.ZipFile(io.BytesIO(payload)) as zf:
-        zf.extractall(CACHE)
+        for name in ("u.data", "u.user", "u.item"):
+            target.mkdir(parents=True, exist_ok=True)
+            (target / name).write_bytes(zf.read(f"ml-100k/{name}"))
     return target
 
 
 def find_ml100k(path=None) -> Path:
-    """Locate ML-100K: an explicit folder (RecBole or GroupLens layout), the shared fetch script,
-    a cached or fresh GroupLens download, or a clear error saying where to put the files."""
-    candidates = [Path(path)] if path else []
-    if not path:
-        script = SHARED_DATA / "get_ml100k.sh"
-        if script.exists():
-            out = subprocess.run(["bash", str(script)], capture_output=True, text=True)
-            if out.returncode == 0 and out.stdout.strip():
-                candidates.append(Path(out.stdout.strip().splitlines()[-1]))
-        candidates.append(CACHE / "ml-100k")
+    """Locate ML-100K: an explicit folder (RecBole or GroupLens layout) or the folder a previous
+    ``download-ml100k`` filled. Nothing is downloaded or run here: a missing set is an error
+    that says how to fetch it."""
+    candidates = [Path(path)] if path else default_ml100k_folders()
     for folder in candidates:
         if (folder / "ml-100k.inter").exists() or (folder / "u.data").exists():
             return folder
-    if not path:
-        folder = _download_grouplens_ml100k()
-        if folder:
-            return folder
     raise DataError(
-        f"MovieLens-100K not found (looked in {[str(c) for c in candidates]}). Put the GroupLens "
-        f"files u.data, u.user, u.item (from {GROUPLENS_ML100K}) or RecBole's ml-100k.inter/"
-        f".user/.item in a folder and pass it as data.path, or unpack them into "
-        f"{CACHE / 'ml-100k'}.")
+        f"MovieLens-100K not found (looked in {[str(c) for c in candidates]}). Fetch it with "
+        f"`python -m recsys_lhuc download-ml100k` (runs ../shared/data/get_ml100k.sh when present, "
+        f"else downloads {GROUPLENS_ML100K}), or put the GroupLens files u.data, u.user, u.item or "
+        f"RecBole's ml-100k.inter/.user/.item in a folder and pass it as data.path.")
 
 
 def load_ml100k(path=None) -> pd.DataFrame:
@@ -160,18 +170,39 @@ def load_ml_latest_small(path=None) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------- any CSV/Parquet
-def load_table(path) -> pd.DataFrame:
-    """Any CSV or Parquet file whose columns the feature spec names."""
+def load_table(path, id_columns=()) -> pd.DataFrame:
+    """Any CSV or Parquet file whose columns the feature spec names.
+
+    ``id_columns`` are read as strings: pandas would read an id column with one empty cell as
+    floats, so "10" would become "10.0" and a clean file scored later would miss every id.
+    """
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: file not found; set data.path to a CSV or Parquet file")
     if path.suffix in (".parquet", ".pq"):
-        df = pd.read_parquet(path)
+        df = read_parquet_ids_as_strings(path, id_columns)
         check_not_empty(df, path)
     else:
-        df = _read(path, sep="\t" if path.suffix == ".tsv" else ",")
+        df = _read(path, sep="\t" if path.suffix == ".tsv" else ",",
+                   dtype={c: str for c in id_columns})
     df["_row"] = range(len(df))
     return _finish(df, path)
+
+
+def read_parquet_ids_as_strings(path: Path, id_columns) -> pd.DataFrame:
+    """Parquet with the id columns cast to strings by Arrow (an integer column with nulls, which
+    pandas would turn into floats, keeps "10"; a float column of whole numbers becomes "10")."""
+    table = pq.read_table(path)
+    for name in id_columns:
+        if name in table.column_names:
+            i = table.column_names.index(name)
+            column = table.column(i)
+            if pa.types.is_floating(column.type):
+                whole = pc.equal(column, pc.floor(column))
+                if pc.all(pc.or_kleene(whole, pc.is_null(column))).as_py():
+                    column = pc.cast(column, pa.int64())
+            table = table.set_column(i, name, pc.cast(column, pa.string()))
+    return table.to_pandas()
 
 
 def source_files(source: str, path=None) -> list[Path]:
@@ -188,7 +219,7 @@ def source_files(source: str, path=None) -> list[Path]:
     return []
 
 
-def load_source(source: str, path=None) -> pd.DataFrame:
+def load_source(source: str, path=None, id_columns=()) -> pd.DataFrame:
     if source == "ml100k":
         return load_ml100k(path)
     if source == "ml-latest-small":
@@ -196,6 +227,6 @@ def load_source(source: str, path=None) -> pd.DataFrame:
     if source == "file":
         if not path:
             raise DataError("data.source is 'file' but data.path is not set")
-        return load_table(path)
+        return load_table(path, id_columns)
     raise DataError(f"unknown data.source {source!r}; use ml100k, ml-latest-small, file or "
                     "synthetic")

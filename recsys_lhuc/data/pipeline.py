@@ -28,11 +28,12 @@ from .protocols import (
     split_random,
     split_temporal,
 )
+from .shards import load_shards
 from .synthetic import generate
 from .vocab import Vocab, encode_multi, split_tokens
 
 log = logging.getLogger(__name__)
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 GROUP_COLUMN = "_user"  # per-split code of the raw user id, for gAUC
 
 
@@ -157,11 +158,61 @@ def validate_frame(df: pd.DataFrame, spec: FeatureSpec, field_cfg: dict,
         check_columns(df, [spec.label], source, "the label")
         check_binary(df, spec.label, source)
 
-def load_frame(data_cfg: dict) -> pd.DataFrame:
+def id_columns(spec: FeatureSpec, field_cfg: dict) -> list[str]:
+    """File columns holding ids (categorical and multi fields): read as strings, so that one
+    empty cell cannot turn a column of ints into floats ("10" -> "10.0")."""
+    return [field_cfg.get(f.name, {}).get("column", f.name) for f in [*spec.categorical,
+                                                                     *spec.multi]]
+
+
+def load_frame(data_cfg: dict, ids=()) -> pd.DataFrame:
     source = data_cfg.get("source", "synthetic")
     if source == "synthetic":
         return generate(**data_cfg.get("synthetic", {}))
-    return load_source(source, data_cfg.get("path"))
+    return load_source(source, data_cfg.get("path"), id_columns=ids)
+
+
+def count_duplicates(df: pd.DataFrame, dedupe: bool, stats: dict) -> pd.DataFrame:
+    """Count rows identical in every column to an earlier row (they can land in train and in
+    test, which inflates test metrics); drop them before splitting when ``dedupe`` is set."""
+    source = df.attrs.get("source", "<dataframe>")
+    columns = [c for c in df.columns if c != "_row"]
+    repeated = df.duplicated(subset=columns, keep="first").to_numpy()
+    stats["duplicate_rows"] = int(repeated.sum())
+    stats["duplicates_dropped"] = int(repeated.sum()) if dedupe else 0
+    if not repeated.any():
+        return df
+    if dedupe:
+        log.warning("%s: dropped %d duplicated rows (identical in every column) before splitting",
+                    source, repeated.sum())
+        out = df[~repeated].reset_index(drop=True)
+        out.attrs = dict(df.attrs)
+        return out
+    log.warning("%s: %d rows repeat an earlier row exactly; duplicates can land in both train and "
+                "test and inflate the test metrics. Set data.dedupe: true to drop them before "
+                "splitting.", source, repeated.sum())
+    return df
+
+
+def check_splits(df: pd.DataFrame, parts: dict, spec: FeatureSpec, fractions) -> None:
+    """The label needs both classes and every split rows, or training and metrics are
+    meaningless (AUC NaN, or a KeyError on an empty split's predictions)."""
+    source = df.attrs.get("source", "<dataframe>")
+    values = np.unique(df[spec.label].to_numpy(dtype=np.float64)) if len(df) else []
+    if len(values) < 2:
+        raise DataError(f"{source}: label column {spec.label!r} has only the value(s) "
+                        f"{list(values)} in all {len(df)} rows; training and AUC need both 0 and "
+                        "1. Check the label column (or data.label_from's threshold).")
+    sizes = {name: len(part) for name, part in parts.items()}
+    for name, part in parts.items():
+        if len(part) == 0:
+            raise DataError(f"{source}: too few rows ({len(df)}) for the split "
+                            f"{list(fractions)}: the {name} split is empty ({sizes}). Use more "
+                            "rows (at least a few hundred) or change data.split.fractions.")
+        if part[spec.label].nunique() < 2:  # tiny files: say so, the metrics will show NaN
+            log.warning("%s: the %s split's label %r is all %s (%d rows of %d): its AUC will be "
+                        "NaN. Use more rows or another data.split.seed.", source, name,
+                        spec.label, part[spec.label].iloc[0], len(part), len(df))
 
 
 def make_splits(df: pd.DataFrame, data_cfg: dict, spec: FeatureSpec, stats: dict) -> dict:
@@ -175,6 +226,7 @@ def make_splits(df: pd.DataFrame, data_cfg: dict, spec: FeatureSpec, stats: dict
                                         label_cfg.get("threshold", 4), spec.label,
                                         label_cfg.get("drop", []))
         stats["dropped_rows"] = dropped
+    df = count_duplicates(df, bool(data_cfg.get("dedupe")), stats)
     split_cfg = data_cfg.get("split", {})
     fractions = split_cfg.get("fractions", [0.8, 0.1, 0.1])
     if split_cfg.get("protocol", "random") == "temporal":
@@ -182,6 +234,7 @@ def make_splits(df: pd.DataFrame, data_cfg: dict, spec: FeatureSpec, stats: dict
         parts = split_temporal(df, fractions, spec.user_field)
     else:
         parts = split_random(df, fractions, split_cfg.get("seed", 0))
+    check_splits(df, parts, spec, fractions)
     neg = data_cfg.get("watch_negatives")
     if neg:
         item_cols = neg.get("item_columns", [])
@@ -199,6 +252,7 @@ def make_splits(df: pd.DataFrame, data_cfg: dict, spec: FeatureSpec, stats: dict
 def cache_key(cfg: dict) -> str:
     data_cfg = cfg["data"]
     files = source_files(data_cfg.get("source", "synthetic"), data_cfg.get("path"))
+    # v2: id columns read as strings, duplicate counts and split checks
     stamp = [(str(p), p.stat().st_size, int(p.stat().st_mtime)) for p in files if p.exists()]
     blob = json.dumps({"v": CACHE_VERSION, "data": data_cfg, "spec": cfg["spec"], "files": stamp},
                       sort_keys=True, default=str)
@@ -212,7 +266,10 @@ def _to_dataset(columns: dict) -> datasets.Dataset:
 
 def prepare(cfg: dict, use_cache: bool = True) -> Prepared:
     """Build (or load from the Arrow cache) the encoded splits for ``cfg`` (keys data, spec)."""
-    data_cfg, spec_cfg = cfg["data"], cfg["spec"]
+    data_cfg = cfg["data"]
+    if data_cfg.get("source") == "shards":
+        return prepare_shards(data_cfg)
+    spec_cfg = cfg["spec"]
     cache_root = Path(data_cfg.get("cache_dir") or CACHE / "prepared").expanduser()
     path = cache_root / cache_key(cfg)
     if use_cache and (path / "meta.json").exists():
@@ -220,7 +277,7 @@ def prepare(cfg: dict, use_cache: bool = True) -> Prepared:
     field_cfg = field_settings(spec_cfg)
     stats: dict = {"field_cfg": field_cfg, "oov": {}, "rows": {}, "label_rate": {}}
     raw_spec = FeatureSpec.from_dict(spec_cfg)
-    df = load_frame(data_cfg)
+    df = load_frame(data_cfg, id_columns(raw_spec, field_cfg))
     stats["source"] = df.attrs.get("source")
     validate_frame(df, raw_spec, field_cfg, bool(data_cfg.get("label_from")))
     parts = make_splits(df, data_cfg, raw_spec, stats)
@@ -247,6 +304,17 @@ def prepare(cfg: dict, use_cache: bool = True) -> Prepared:
     if use_cache:
         save_prepared(prepared, path)
     return prepared
+
+
+def prepare_shards(data_cfg: dict) -> Prepared:
+    """A shard folder (already encoded; streamed, never loaded whole): its spec and splits."""
+    if not data_cfg.get("path"):
+        raise DataError("data.source is 'shards' but data.path is not set; point it at a folder "
+                        "written by `python -m recsys_lhuc prepare-synthetic-large --out ...`")
+    spec, splits, meta = load_shards(data_cfg["path"])
+    stats = {"field_cfg": {}, "rows": {k: len(v) for k, v in splits.items()}, "oov": {},
+             "source": str(data_cfg["path"]), "streamed": True, "label_rate": {}}
+    return Prepared(spec, splits, {}, {}, stats, None)
 
 
 def save_prepared(prepared: Prepared, path: Path) -> None:

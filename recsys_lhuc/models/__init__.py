@@ -9,7 +9,7 @@ from .embedding import FeatureEmbedding, split_sparse_parameters
 from .lhuc_user import LHUCUser
 from .pepnet import PEPNet
 from .poso import POSO
-from .ppnet import PPNet
+from .ppnet import PPNet, default_fused_gates
 from .wide_deep import WideDeep
 
 MODELS: dict[str, type[nn.Module]] = {
@@ -34,4 +34,4 @@ def build_model(name: str, spec: FeatureSpec, **cfg) -> nn.Module:
 
 
 __all__ = ["MODELS", "MULTI_TASK", "DNN", "FeatureEmbedding", "LHUCUser", "PEPNet", "POSO",
-           "PPNet", "WideDeep", "build_model", "split_sparse_parameters"]
+           "PPNet", "WideDeep", "build_model", "default_fused_gates", "split_sparse_parameters"]

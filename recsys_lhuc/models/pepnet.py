@@ -21,7 +21,7 @@ class PEPNet(nn.Module):
     def __init__(self, spec: FeatureSpec, hidden: tuple[int, ...] = (256, 128, 64),
                  domain_fields: list[str] | None = None, epnet_hidden: int | None = None,
                  gate_position: str = "input", logit_gate: bool = False,
-                 gate_hidden: int | None = None, fused_gates: bool = True,
+                 gate_hidden: int | None = None, fused_gates: bool | None = None,
                  personal_ids: list[str] | None = None, gate_embed_dim: int | None = None,
                  dropout: float = 0.0, sparse: bool = False):
         super().__init__()

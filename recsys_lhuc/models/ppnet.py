@@ -30,7 +30,8 @@ class GatedTower(nn.Module):
 
     def __init__(self, in_dim: int, gate_in_dim: int, hidden: tuple[int, ...],
                  gate_position: str = "input", logit_gate: bool = False,
-                 gate_hidden: int | None = None, fused_gates: bool = True, dropout: float = 0.0):
+                 gate_hidden: int | None = None, fused_gates: bool | None = None,
+                 dropout: float = 0.0):
         super().__init__()
         if gate_position not in GATE_POSITIONS:
             raise ValueError(f"gate_position must be one of {GATE_POSITIONS}, "
@@ -43,6 +44,8 @@ class GatedTower(nn.Module):
         dims = self.tower.input_dims if gate_position == "input" else self.tower.output_dims
         if logit_gate:
             dims = [*dims, self.tower.output_dims[-1]]
+        if fused_gates is None:  # built outside `train`: the default of the device at hand
+            fused_gates = default_fused_gates("cuda" if torch.cuda.is_available() else "cpu")
         self.gates = GateBank(gate_in_dim, dims, hidden_dim=gate_hidden, fused=fused_gates)
 
     def forward(self, x: torch.Tensor, personal: torch.Tensor,
@@ -56,6 +59,21 @@ class GatedTower(nn.Module):
     def fuse_gates(self) -> None:
         """Swap an unfused GateBank for the equivalent fused one (same outputs, one matmul)."""
         self.gates = self.gates.to_fused()
+
+
+def default_fused_gates(device) -> bool:
+    """Fused gates on CUDA, separate gates on CPU: the default per device.
+
+    Measured on CPU (benchmarks/recsys_throughput.py, Criteo-sized PPNet, batch 4,096, one
+    thread, results/recsys/throughput_cpu.json): the fused bank trained at 0.89x the speed of the
+    unfused one (0.93x for the gate bank alone): one concatenated matmul saves nothing on a
+    CPU and its output must then be split and copied. On CUDA a small model's step is bound by
+    kernel launches, which fusing cuts (one matmul instead of one per gate); that side has not
+    been measured here (no GPU was available; recsys_throughput.py --device cuda measures it).
+    Both give the same function; only the parameter layout differs, and ``train`` records the
+    choice in the run's config.yaml so a run trained on one device loads on the other.
+    """
+    return torch.device(device).type == "cuda"
 
 
 def gate_context_exclude(gate_context: str, personal_ids: list[str]) -> tuple[str, ...] | None:
@@ -90,7 +108,7 @@ class PPNet(nn.Module):
     def __init__(self, spec: FeatureSpec, hidden: tuple[int, ...] = (256, 128, 64),
                  gate_position: str = "input", logit_gate: bool = False,
                  gate_hidden: int | None = None, gate_context: str = "others",
-                 fused_gates: bool = True, personal_ids: list[str] | None = None,
+                 fused_gates: bool | None = None, personal_ids: list[str] | None = None,
                  gate_embed_dim: int | None = None, dropout: float = 0.0, sparse: bool = False):
         super().__init__()
         self.personal_ids = personal_id_fields(spec, personal_ids)

@@ -11,23 +11,24 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from ddp_check import rank_batches, train
+from random_batch import tiny_spec
 from recsys_data_helpers import tiny_config
 
 from recsys_lhuc.distributed import DistInfo, shard_indices
-from recsys_lhuc.distributed.ddp_check import rank_batches, train
 from recsys_lhuc.evaluate import evaluate
 from recsys_lhuc.models import build_model
-from recsys_lhuc.models.random_batch import tiny_spec
 from recsys_lhuc.train import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
 STEPS, BATCH = 3, 16
 
 
 def test_torchrun_gloo_two_ranks_stay_in_sync(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "recsys_lhuc.distributed.ddp_check", "--out", str(tmp_path),
+           str(HERE / "ddp_check.py"), "--out", str(tmp_path),
            "--steps", str(STEPS), "--batch-size", str(BATCH)]
     run = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]

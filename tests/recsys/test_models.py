@@ -2,9 +2,9 @@
 
 import pytest
 import torch
+from random_batch import random_batch, tiny_spec
 
 from recsys_lhuc.models import MODELS, MULTI_TASK, build_model, split_sparse_parameters
-from recsys_lhuc.models.random_batch import random_batch, tiny_spec
 
 HIDDEN = (16, 8)
 
@@ -78,7 +78,7 @@ def test_ppnet_gates_start_as_identity():
 def test_ppnet_gate_placement(position, logit_gate, expected):
     spec = tiny_spec()
     model = build_model("ppnet", spec, hidden=HIDDEN, gate_position=position,
-                        logit_gate=logit_gate)
+                        logit_gate=logit_gate, fused_gates=True)
     assert [fc.out_features for fc in model.tower.gates.fc2s] == expected
     # gate input = own uid + iid (8 + 8) + detached others (occupation 4, genres 4, age 1)
     assert model.tower.gates.fc1.in_features == 16 + 9

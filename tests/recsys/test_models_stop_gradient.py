@@ -7,10 +7,10 @@ are trained only through the gates. A control run with the detach removed shows 
 
 import pytest
 import torch
+from random_batch import random_batch, tiny_spec
 
 import lhuc.gate
 from recsys_lhuc.models import build_model
-from recsys_lhuc.models.random_batch import random_batch, tiny_spec
 
 HIDDEN = (16, 8)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from random_batch import random_batch, tiny_spec
 
 from recsys_lhuc.distributed.torchrec_embedding import (
     TORCHREC_ERROR,
@@ -19,7 +20,6 @@ from recsys_lhuc.distributed.torchrec_embedding import (
     to_torchrec,
 )
 from recsys_lhuc.models import FeatureEmbedding, build_model
-from recsys_lhuc.models.random_batch import random_batch, tiny_spec
 
 pytestmark = pytest.mark.skipif(
     TORCHREC_ERROR is not None,
@@ -27,6 +27,7 @@ pytestmark = pytest.mark.skipif(
            f"pip install --no-deps torchrec==1.9.2 + fbgemm-gpu-cpu==1.9.0): {TORCHREC_ERROR}")
 
 ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
 
 
 def test_ebc_embedding_matches_feature_embedding():
@@ -67,7 +68,7 @@ def test_to_torchrec_keeps_every_model_output_and_trains():
 def test_distributed_model_parallel_table_wise_on_gloo_cpu(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "recsys_lhuc.distributed.torchrec_check", "--out", str(tmp_path),
+           str(HERE / "torchrec_check.py"), "--out", str(tmp_path),
            "--steps", "3", "--sharding-type", "table_wise"]
     run = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]

@@ -193,5 +193,6 @@ def test_load_config_overrides(tmp_path):
                        "model.hidden=[8, 4]"])
     assert cfg["model"] == {"name": "ppnet", "hidden": [8, 4]}
     assert cfg["train"]["epochs"] == 3 and cfg["data"]["split"]["protocol"] == "temporal"
-    with pytest.raises(ValueError, match="unknown train option"):
+    with pytest.raises(ValueError, match=r"unknown config key 'train.epoch' \(did you mean "
+                                         r"'epochs'\?\)"):
         TrainConfig.from_dict({"epoch": 3})

@@ -1,6 +1,6 @@
 """Shard a model's embedding tables with TorchRec DistributedModelParallel and train a few steps.
 
-    torchrun --standalone --nproc_per_node 2 -m recsys_lhuc.distributed.torchrec_check --out DIR
+    torchrun --standalone --nproc_per_node 2 tests/recsys/torchrec_check.py --out DIR
 
 Each rank keeps an unsharded pure-PyTorch copy of the model as the reference and trains it on
 all ranks' batches concatenated. It writes DIR/rank<r>.json with the sharding plan and the
@@ -15,17 +15,16 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from random_batch import random_batch, tiny_spec
 
-from recsys_lhuc.models import build_model
-from recsys_lhuc.models.random_batch import random_batch, tiny_spec
-
-from .ddp import cleanup, init_distributed
-from .torchrec_embedding import (
+from recsys_lhuc.distributed.ddp import cleanup, init_distributed
+from recsys_lhuc.distributed.torchrec_embedding import (
     TorchRecFeatureEmbedding,
     cpu_sharding_constraints,
     load_unsharded_state,
     to_torchrec,
 )
+from recsys_lhuc.models import build_model
 
 LR = 0.1
 

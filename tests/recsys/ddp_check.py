@@ -1,6 +1,6 @@
 """A few DDP training steps of a model on random batches; each rank saves its final weights.
 
-    torchrun --standalone --nproc_per_node 2 -m recsys_lhuc.distributed.ddp_check --out DIR
+    torchrun --standalone --nproc_per_node 2 tests/recsys/ddp_check.py --out DIR
 
 Every rank draws its own batches (seeded by rank), so only gradient averaging keeps the ranks'
 weights identical; the test compares the saved files with each other and with one process
@@ -11,11 +11,10 @@ import argparse
 from pathlib import Path
 
 import torch
+from random_batch import random_batch, tiny_spec
 
+from recsys_lhuc.distributed.ddp import cleanup, init_distributed, wrap_model
 from recsys_lhuc.models import build_model
-from recsys_lhuc.models.random_batch import random_batch, tiny_spec
-
-from .ddp import cleanup, init_distributed, wrap_model
 
 
 def rank_batches(rank: int, steps: int, batch_size: int) -> list[dict[str, torch.Tensor]]:

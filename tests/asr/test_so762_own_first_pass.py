@@ -1,0 +1,36 @@
+"""The own-first-pass protocol driver: settings are chosen on the dev speakers only, and the
+test speakers are scored with the chosen setting and the plain-LHUC baseline, nothing else."""
+
+import json
+
+from recipes.speechocean762.ASR.CTC.local import own_first_pass
+
+
+def fake_row(si: float, adapted: float) -> dict:
+    return {"si": {"wer": si}, "si_lhuc": {"wer": adapted}, "si_lhuc_oracle": {"wer": si - .1},
+            "n_speakers": 5, "speakers_improved": 3, "relative_wer_change": (adapted - si) / si}
+
+
+def test_the_setting_is_chosen_on_dev_and_only_it_and_the_baseline_reach_test(tmp_path,
+                                                                             monkeypatch):
+    dev_wer = {"lhuc": (0.40, 0.40), "blhuc_prior0.3": (0.36, 0.39), "si_kl0.3": (0.35, 0.41)}
+    calls = []
+
+    def adapt_once(name, split, protocol, args):
+        calls.append((name, split, protocol))
+        if split == "valid":
+            return fake_row(0.40, dev_wer[name][own_first_pass.PROTOCOLS.index(protocol)])
+        return fake_row(0.30, 0.29)
+
+    monkeypatch.setattr(own_first_pass, "adapt_once", adapt_once)
+    out = tmp_path / "ofp.json"
+    result = own_first_pass.main(["--out", str(out), "--candidates", *dev_wer])
+    # mean relative change: blhuc -6.25%, si_kl -7.5%+2.5% = -2.5%, lhuc 0
+    assert result["chosen"] == "blhuc_prior0.3"
+    tested = {(n, p) for n, s, p in calls if s == "test"}
+    assert tested == {(n, p) for n in ("lhuc", "blhuc_prior0.3")
+                      for p in own_first_pass.PROTOCOLS}
+    saved = json.loads(out.read_text())
+    assert saved["chosen"] == "blhuc_prior0.3" and set(saved["test"]) == {"lhuc", "blhuc_prior0.3"}
+    assert saved["candidates"]["blhuc_prior0.3"] == {"prior_std": 0.3}
+    assert "own_first_pass" in saved["command"] and "valid" in saved["dev_set"]

@@ -6,7 +6,8 @@ speakers, the test speakers scored once with them (issue 15's protocol).
 
 The SI system is the committed `whisper_si.pt` with beam 10 + the training-transcript word 3-gram
 (both passes, no lexicon); LHUC sits on the head's layers (`adapt_whisper.yaml`). Each candidate
-(plain LHUC, Bayesian LHUC with a few prior widths, the KL-to-SI-output term) adapts the
+(plain LHUC, Bayesian LHUC with a few prior widths, the KL-to-SI-output term, a smaller
+learning rate, confidence selection of the targets, a second round) adapts the
 validation speakers under both protocols (transductive: adapt on and score all utterances; held
 out: adapt on half of each speaker's, score the other half); the candidate with the lowest mean
 relative WER change over the two is chosen, and only it (beside plain LHUC, the baseline) is
@@ -32,6 +33,9 @@ CANDIDATES = {  # name: changes to the YAML's `adapt:` block
     "blhuc_prior1.0": {"prior_std": 1.0},
     "si_kl0.3": {"si_kl": 0.3},
     "si_kl0.7": {"si_kl": 0.7},
+    "lr0.005": {"lr": 0.005},  # a quarter of the recipe's step: less fitting of noisy targets
+    "confident_half": {"top_fraction": 0.5},  # each speaker's more confident half of hypotheses
+    "rounds2": {"rounds": 2},  # re-decode with the adapted rows, adapt again
 }
 PROTOCOLS = ("transductive", "held_out")
 

@@ -373,3 +373,26 @@ def test_the_feature_cache_folder_stored_in_a_checkpoint_can_be_changed(tmp_path
     assert feature_cache_dir(parser.parse_args([])) is STORED_CACHE_DIR
     assert feature_cache_dir(parser.parse_args(["--cache_dir", "x"])) == "x"
     assert feature_cache_dir(parser.parse_args(["--feature_cache_dir", "none"])) is None
+
+
+def test_trainable_copy_decodes_as_its_frozen_source_and_takes_lhuc_inside(tmp_path):
+    from asr_lhuc.decode import make_text_encoder
+    from asr_lhuc.pretrained import save_pretrained
+    from recipes.speechocean762.ASR.CTC.local.whisper_trainable_copy import trainable_copy
+
+    size = dict(n_tokens=29, frontend="whisper", cnn_blocks=0, time_pooling_size=2,
+                projection_dim=32, rnn_layers=1, rnn_neurons=16, dnn_neurons=24, dropout=0.0)
+    frozen = CTCAcousticModel(**size)
+    frozen.train()
+    frozen(speech(1.0, 2)[None], torch.ones(1))  # normalisation statistics
+    source = save_pretrained(tmp_path / "frozen.pt", frozen.eval(), make_text_encoder(), None)
+    copy_path = trainable_copy(source, tmp_path / "top2.pt", blocks=2)
+    copy_model, _, _, _ = load_pretrained(copy_path, feature_cache_dir=None)
+    assert copy_model.config["whisper_trainable_blocks"] == 2
+    wav = speech(1.5, 3)[None]
+    with torch.no_grad():
+        want, _ = frozen(wav, torch.ones(1))
+        got, _ = copy_model(wav, torch.ones(1))
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+    copy_model.attach_speaker_lhuc(["whisper_top.blocks.0.mlp.1"], num_speakers=1)
+    assert copy_model.has_lhuc

@@ -2,7 +2,7 @@
 
     python -m recipes.speechocean762.ASR.CTC.local.ensemble \\
         --checkpoints recipes/speechocean762/ASR/CTC/pretrained/whisper_si_continued.pt \\
-                      recipes/speechocean762/ASR/CTC/pretrained/whisper_si_ft2.pt \\
+                      recipes/speechocean762/ASR/CTC/pretrained/whisper_sat_lhuc_continued.pt \\
         --train_csv exp/data/speechocean762/train.csv \\
         --test_csv exp/data/speechocean762/test.csv \\
         --out results/asr/speechocean762/decoding/ensemble.json

@@ -26,6 +26,7 @@ import torch
 from hyperpyyaml import load_hyperpyyaml
 
 from asr_lhuc.decode import make_beam_searcher
+from asr_lhuc.device import pick_device
 from asr_lhuc.lm import write_transcript_lm
 from asr_lhuc.pretrained import STORED_CACHE_DIR, load_pretrained
 from asr_lhuc.run_lock import RunLock
@@ -293,7 +294,7 @@ def run(hp: dict, prepare_fn, command: str) -> dict:
     if hp.get("sweeps"):
         found["sweeps"] = sweeps(models, data, cfg, hp, out)
     found.update(n_speakers=len(speakers), adapt_config=cfg.to_dict(),
-                 device=str(hp.get("device") or AsrSystem.default_device()),
+                 device=str(pick_device(hp.get("device"))),
                  wall_seconds=time.perf_counter() - start)
     payload = summarise(found, hp, command)
     name = hp.get("results_name", "adapt.json")

@@ -10,6 +10,7 @@ from torch import nn
 
 import lhuc
 from asr_lhuc.decode import beam_texts
+from asr_lhuc.device import pick_device
 
 from .cache import PrefixCache
 from .utterances import SpeakerUtterance, pad_batch
@@ -26,7 +27,7 @@ class AsrSystem:
         if not lhuc.lhuc_tables(model):
             raise ValueError("the model has no LHUC attached: attach it (SI models too) before "
                              "adaptation, e.g. with the recipe's lhuc target list")
-        self.device = torch.device(device) if device else self.default_device()
+        self.device = pick_device(device)
         self.model = model.to(self.device)
         self.text_encoder = text_encoder
         self.searcher = searcher  # asr_lhuc.decode.make_beam_searcher(...) or None: greedy
@@ -41,10 +42,6 @@ class AsrSystem:
             raise ValueError(f"adaptation works on character units; this model's outputs are "
                              f"subword pieces ({pieces[:3]}...): train it with units: characters")
         self.space = next((s for s in SPACE_LABELS if s in labels), None)
-
-    @staticmethod
-    def default_device() -> torch.device:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
     def freeze(self) -> list[nn.Parameter]:
         """Eval mode everywhere (no dropout, frozen BatchNorm/normalisation statistics) and

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import torch
 
-from asr_lhuc.device import describe_device, pick_device  # noqa: F401  (re-exported)
 from asr_lhuc.pretrained import STORED_CACHE_DIR
 
 

@@ -24,15 +24,14 @@ import sys
 import torch
 
 from asr_lhuc.decode import characters_of, greedy_texts, make_beam_searcher
+from asr_lhuc.device import describe_device, pick_device
 from asr_lhuc.lm import write_transcript_lm
 from asr_lhuc.pretrained import STORED_CACHE_DIR, load_pretrained
 
 from .cli import (
     add_decoding_args,
     add_feature_cache_arg,
-    describe_device,
     feature_cache_dir,
-    pick_device,
     set_threads,
     write_results,
 )

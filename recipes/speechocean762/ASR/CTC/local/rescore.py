@@ -44,6 +44,7 @@ from asr_lhuc.adapt.adapters import INDEX, load_speaker_adapter
 from asr_lhuc.data import normalize_text, read_manifest, spell_digits
 from asr_lhuc.data.text import DIGITS
 from asr_lhuc.decode import characters_of, make_beam_searcher
+from asr_lhuc.device import describe_device, pick_device
 from asr_lhuc.lm import write_transcript_lm
 from asr_lhuc.lm_decoder import WordNgram
 from asr_lhuc.pretrained import load_pretrained, read_checkpoint
@@ -51,9 +52,7 @@ from asr_lhuc.pretrained import load_pretrained, read_checkpoint
 from .cli import (
     add_decoding_args,
     add_feature_cache_arg,
-    describe_device,
     feature_cache_dir,
-    pick_device,
     set_threads,
     write_results,
 )

@@ -87,16 +87,22 @@ def main(argv=None) -> dict:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("gpu_check: no CUDA device here; use --device cpu to try the steps")
     work, start = Path(args.work), time.perf_counter()
-    result = {"device": describe_device(device), "torch": torch.__version__}
+    result = {"device": describe_device(device), "torch": torch.__version__,
+              "command": " ".join(["python", "benchmarks/gpu_check.py", *(argv or sys.argv[1:])])}
+
+    def save() -> None:  # after every step, so a run stopped at its time limit keeps the rest
+        result["wall_seconds"] = round(time.perf_counter() - start, 1)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+
     if not args.skip_tests:
         result["device_tests"] = run_device_tests(device)
+        save()
     result["training"] = train(device, work, args.epochs, args.tiny)
+    save()
     result["adaptation"] = adapt(device, work, result["training"]["checkpoint"], args.repeats)
     result["batched_over_loop_speedup"] = result["adaptation"]["speedup"]
-    result["wall_seconds"] = round(time.perf_counter() - start, 1)
-    result["command"] = " ".join(["python", "benchmarks/gpu_check.py", *(argv or sys.argv[1:])])
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    save()
     print(json.dumps({k: v for k, v in result.items() if k != "adaptation"}, indent=1))
     failed = result.get("device_tests", {}).get("returncode", 0)
     if failed:

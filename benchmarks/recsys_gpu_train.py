@@ -96,7 +96,8 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure(args, device: torch.device) -> list[dict]:
+def measure(args, device: torch.device, save) -> list[dict]:
+    """Every configuration in turn; ``save(rows)`` after each, so a run stopped early keeps them."""
     rows = []
     for batch in args.batch_sizes:
         for model in args.models:
@@ -115,6 +116,7 @@ def measure(args, device: torch.device) -> list[dict]:
                         model_step_rate(cfg, device, not bf16, args.steps, args.warmup), 1)
                 print(json.dumps(row), flush=True)
                 rows.append(row)
+                save(rows)
     return rows
 
 
@@ -153,29 +155,33 @@ def main(argv=None) -> None:
         start = time.perf_counter()
         write_synthetic_shards(args.data, args.rows, args.personal_vocab)
         print(f"wrote {args.rows:,} rows to {args.data} in {time.perf_counter() - start:.0f} s")
-    rows = measure(args, device)
-    meta = json.loads((args.data / "meta.json").read_text())
-    result = {
-        "rows": rows,
-        "data": {"folder": str(args.data), "rows": meta["rows"],
-                 "personal_vocab": meta["personal_vocab"],
-                 "bytes_on_disk": sum(p.stat().st_size for p in args.data.rglob("*.parquet"))},
-        "hidden": args.hidden, "tables": args.tables, "loader_workers": args.loader_workers,
-        "steps": args.steps, "warmup": args.warmup,
-        "amp": args.amp,
-        "device": (torch.cuda.get_device_name(device) if device.type == "cuda" else
-                   f"cpu ({platform.processor() or platform.machine()}, "
-                   f"{torch.get_num_threads()} threads)"),
-        "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
-        "load_average_1min_at_end": round(os.getloadavg()[0], 2), "note": args.note,
-        "torch": torch.__version__,
-        "command": " ".join([f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')}",
-                             "python", *sys.argv]),
-    }
     out = args.out or ROOT / "results" / "recsys" / (
         f"throughput_train_{'gpu' if device.type == 'cuda' else 'cpu'}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    meta = json.loads((args.data / "meta.json").read_text())
+
+    def save(rows: list[dict]) -> None:
+        result = {
+            "rows": rows,
+            "complete": len(rows) == len(args.batch_sizes) * len(args.models) * len(args.modes),
+            "data": {"folder": str(args.data), "rows": meta["rows"],
+                     "personal_vocab": meta["personal_vocab"],
+                     "bytes_on_disk": sum(p.stat().st_size for p in args.data.rglob("*.parquet"))},
+            "hidden": args.hidden, "tables": args.tables, "loader_workers": args.loader_workers,
+            "steps": args.steps, "warmup": args.warmup,
+            "amp": args.amp,
+            "device": (torch.cuda.get_device_name(device) if device.type == "cuda" else
+                       f"cpu ({platform.processor() or platform.machine()}, "
+                       f"{torch.get_num_threads()} threads)"),
+            "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+            "load_average_1min_at_end": round(os.getloadavg()[0], 2), "note": args.note,
+            "torch": torch.__version__,
+            "command": " ".join([f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')}",
+                                 "python", *sys.argv]),
+        }
+        out.write_text(json.dumps(result, indent=2) + "\n")
+
+    measure(args, device, save)
     print(f"wrote {out}")
 
 

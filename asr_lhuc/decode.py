@@ -6,6 +6,7 @@ index 0, held by SpeechBrain's `CTCTextEncoder`. Beam search is SpeechBrain's wi
 flashlight-text's with the word n-gram (`asr_lhuc.lm_decoder`: KenLM in a prebuilt wheel).
 """
 
+import copy
 from typing import TYPE_CHECKING
 
 import torch
@@ -68,6 +69,30 @@ def beam_texts(log_probs: torch.Tensor, rel_lens: torch.Tensor,
     texts = [" ".join(h[0].text.split()) if h else "" for h in hyps]
     scores = [float(h[0].score) if h else float("-inf") for h in hyps]
     return texts, scores
+
+
+def beam_nbest(log_probs: torch.Tensor, rel_lens: torch.Tensor,
+               searcher: "Searcher") -> list[list[tuple[str, float]]]:
+    """Per utterance, the searcher's `topk` hypotheses as (text, total score), best first.
+
+    The total score is `lm_score`: acoustic + LM for both searchers (flashlight's `score`
+    already holds both; SpeechBrain's `score` is the acoustic part alone)."""
+    hyps = searcher(log_probs.float().cpu(), rel_lens.float().cpu())
+    return [[(" ".join(h.text.split()), float(h.lm_score)) for h in nbest] for nbest in hyps]
+
+
+def nbest_searcher(searcher: "Searcher", n: int) -> "Searcher":
+    """A copy of `searcher` that returns up to `n` hypotheses per utterance (the beam's size
+    at most). SpeechBrain's then keeps histories the 1-best search prunes (as
+    `make_beam_searcher` does for topk > 1), which would thin out the n-best."""
+    if n > searcher.beam_size:
+        raise ValueError(f"nbest {n} > beam_size {searcher.beam_size}: the beam holds at most "
+                         f"{searcher.beam_size} hypotheses; raise beam_size or lower nbest")
+    wider = copy.copy(searcher)
+    wider.topk = n
+    if isinstance(wider, CTCBeamSearcher) and n > 1:
+        wider.prune_history = False
+    return wider
 
 
 def confidence(log_probs: torch.Tensor, rel_lens: torch.Tensor) -> torch.Tensor:

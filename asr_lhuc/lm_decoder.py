@@ -181,7 +181,7 @@ class NgramBeamSearcher:
         self.units = units
         self.lm = SpelledWordLM(WordNgram(lm_path), units, alpha, beta)
         boundary = SPACE if SPACE in units else units[0]  # the sil token only gets sil_score 0
-        self.topk = topk
+        self.topk, self.beam_size = topk, beam_size
         self.decoder = ctc_decoder(  # the n-best has repeats of a text: ask for the whole beam
             lexicon=None, tokens=units, lm=self.lm, nbest=beam_size, beam_size=beam_size,
             beam_size_token=min(units_per_frame, len(units)), beam_threshold=beam_threshold,

@@ -2,6 +2,8 @@
 
 from dataclasses import asdict, dataclass, fields
 
+LOSSES = ("ctc", "frame_ce", "entropy")
+
 
 @dataclass
 class AdaptConfig:
@@ -20,8 +22,18 @@ class AdaptConfig:
         target_noise: with oracle targets, replace this fraction of characters by random
             letters (seeded): targets of a known error rate, to measure how good a first pass
             must be for adaptation to pay off.
-        loss: "ctc" on the target texts, or "frame_ce": cross-entropy on the first pass's own
-            best-path frame labels (frame-level targets, as hybrid systems used; first_pass only).
+        loss: "ctc" on the target texts, "frame_ce": cross-entropy on the first pass's own
+            best-path frame labels (frame-level targets, as hybrid systems used; first_pass
+            only), or "entropy": the mean frame entropy of the outputs alone (SUTA, Lin et al.
+            2022: no hypotheses, so nothing is decoded for targets).
+        nbest: first-pass targets from each utterance's `nbest` best distinct beam-search
+            hypotheses y_n; the CTC loss becomes sum_n w_n * CTC(y_n), w = softmax(nbest_scale
+            * total decoder score). Needs beam search (beam_size >= nbest); 1: the 1-best.
+        nbest_scale: scale of the decoder scores (natural-log acoustic + LM) in the N-best
+            weights: 1 is the decoder's own posterior, < 1 flattens it, 0 weighs all equally.
+        entropy_weight: adds this times the mean frame entropy of the (temperature-scaled)
+            output posteriors to the loss (entropy minimisation, SUTA); 0 turns it off.
+        entropy_temperature: the entropy is that of softmax(logits / T) (SUTA smooths with T > 1).
         min_confidence: drop first-pass hypotheses whose confidence is below this (0 keeps all).
         top_fraction: keep only this fraction of each speaker's most confident hypotheses.
         rounds: adapt -> re-decode with the adapted rows -> adapt again (from `row_init`, on
@@ -49,6 +61,10 @@ class AdaptConfig:
     hypotheses_file: str | None = None
     target_noise: float = 0.0
     loss: str = "ctc"
+    nbest: int = 1
+    nbest_scale: float = 1.0
+    entropy_weight: float = 0.0
+    entropy_temperature: float = 1.0
     min_confidence: float = 0.0
     top_fraction: float = 1.0
     rounds: int = 1
@@ -69,10 +85,12 @@ class AdaptConfig:
                              f"got {self.targets!r}")
         if self.targets == "external" and not self.hypotheses_file:
             raise ValueError("targets 'external' needs hypotheses_file (JSON: utt id -> text)")
-        if self.loss not in ("ctc", "frame_ce"):
-            raise ValueError(f"loss must be 'ctc' or 'frame_ce', got {self.loss!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         if self.loss == "frame_ce" and self.targets != "first_pass":
             raise ValueError("loss frame_ce needs first-pass targets (no alignment of transcripts)")
+        self._check_nbest()
+        self._check_entropy()
         if not 0.0 < self.top_fraction <= 1.0:
             raise ValueError(f"top_fraction must lie in (0, 1], got {self.top_fraction}")
         if self.prior_std is not None and (self.prior_std <= 0 or self.posterior_init_std <= 0):
@@ -81,6 +99,36 @@ class AdaptConfig:
             raise ValueError(f"si_kl must lie in [0, 1), got {self.si_kl}")
         if self.epochs < 0 or self.batch_size < 1 or self.rounds < 1:
             raise ValueError("need epochs >= 0, batch_size >= 1 and rounds >= 1")
+
+    def _check_nbest(self):
+        if self.nbest < 1:
+            raise ValueError(f"nbest must be >= 1 (1: the 1-best), got {self.nbest}")
+        if not 0.0 <= self.nbest_scale < float("inf"):
+            raise ValueError(f"nbest_scale must be finite and >= 0, got {self.nbest_scale}")
+        if self.nbest > 1 and (self.targets != "first_pass" or self.loss != "ctc"):
+            raise ValueError(f"nbest {self.nbest} weighs first-pass hypotheses in the CTC loss: it "
+                             "needs targets: first_pass and loss: ctc (got targets "
+                             f"{self.targets!r}, loss {self.loss!r}); set nbest: 1")
+
+    def _check_entropy(self):
+        if self.entropy_weight < 0:
+            raise ValueError(f"entropy_weight must be >= 0 (0: off), got {self.entropy_weight}")
+        if self.entropy_temperature <= 0:
+            raise ValueError(f"entropy_temperature must be > 0, got {self.entropy_temperature}")
+        if self.loss == "entropy" and self.entropy_weight > 0:
+            raise ValueError("entropy_weight adds the entropy to a target loss; loss 'entropy' is "
+                             "the entropy alone: set entropy_weight: 0 (or loss: ctc)")
+        if self.loss == "entropy" and self.rounds > 1:
+            raise ValueError("rounds > 1 re-decode the targets, and loss 'entropy' has none: "
+                             "set rounds: 1")
+
+    def check_decoder(self, beam_size: int) -> None:
+        """Refuse, before any decoding, an N-best that the first pass cannot give."""
+        if self.nbest > 1 and beam_size < self.nbest:
+            how = "decodes greedily" if beam_size <= 1 else f"has beam_size {beam_size}"
+            raise ValueError(f"nbest {self.nbest} needs N-best lists from beam search, but the "
+                             f"first pass {how}: set beam_size >= {self.nbest} (e.g. 10) or "
+                             "nbest: 1")
 
     @classmethod
     def from_dict(cls, values: dict | None) -> "AdaptConfig":

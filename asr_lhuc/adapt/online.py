@@ -19,6 +19,9 @@ from .targets import Target, select_confident
 def online_hypotheses(system: AsrSystem, speakers: dict[str, list], cfg: AdaptConfig,
                       show_progress: bool = False) -> dict[str, list[str]]:
     """Hypotheses per speaker, each produced before its own utterance was adapted on."""
+    if cfg.nbest > 1:
+        raise ValueError(f"online adaptation takes 1-best targets; nbest {cfg.nbest} is for "
+                         "the batch protocols: set nbest: 1 for si_lhuc_online")
     rows = add_speaker_rows(system.model, list(speakers), cfg.row_init)
     hyps = {}
     for spk, utts in tqdm(speakers.items(), desc="online adaptation", unit="spk",
@@ -32,7 +35,7 @@ def online_hypotheses(system: AsrSystem, speakers: dict[str, list], cfg: AdaptCo
             else:
                 target_text = system.decode([utt], torch.tensor([rows[spk]]), snap=True)[0][0]
             ids = system.text_to_ids(target_text)
-            if len(ids):
+            if len(ids) or cfg.loss == "entropy":  # the entropy needs no text
                 history.append(Target(utt, target_text, ids, conf[0]))
             usable = select_confident(history, cfg.min_confidence, cfg.top_fraction)
             if usable and n + 1 < len(utts):

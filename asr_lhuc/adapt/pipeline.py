@@ -31,6 +31,7 @@ def adapt_speakers(system: AsrSystem, adapt_set: dict[str, list], cfg: AdaptConf
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {sorted(MODES)}, got {mode!r}")
+    cfg.check_decoder(system.beam_size)
     adapt_set = {spk: take_seconds(utts, cfg.max_adapt_seconds) for spk, utts in adapt_set.items()}
     rows = add_speaker_rows(system.model, list(adapt_set), cfg.row_init)
     rounds, seconds, report, texts = [], 0.0, None, {}

@@ -128,10 +128,11 @@ def run_system(name: str, models: Models, data: dict, cfg: AdaptConfig, hp: dict
             raw = score(score_set, online_hypotheses(plain, score_set, cfg))
             result.update(wer_no_lexicon=raw["wer"], cer_no_lexicon=raw["cer"])
         return result
-    if name == "si_lhuc_oracle":
-        cfg = cfg.replace(targets="oracle")
+    if name == "si_lhuc_oracle":  # one transcript per utterance: no N-best
+        cfg = cfg.replace(targets="oracle", nbest=1)
     elif name.endswith("_external"):  # AdaptConfig rejects a missing hypotheses_file
-        cfg = cfg.replace(targets="external", hypotheses_file=hp.get("hypotheses_file"))
+        cfg = cfg.replace(targets="external", hypotheses_file=hp.get("hypotheses_file"),
+                          nbest=1)
     elif name == "sat_lhuc":
         cfg = cfg.replace(row_init=sat_row_init or hp.get("sat_row_init", cfg.row_init))
     info = adapt_speakers(system, adapt_set, cfg, mode, show_progress=True)
@@ -285,6 +286,10 @@ def run(hp: dict, prepare_fn, command: str) -> dict:
     adapt_set, score_set = split_protocol(speakers, hp["protocol"], hp.get("seed", 1234))
     write_split_manifests(hp["test_csv"], adapt_set, score_set, hp["output_folder"])
     cfg = AdaptConfig.from_dict(hp["adapt"])
+    cfg.check_decoder(hp.get("beam_size", 1))  # before the first system decodes anything
+    if cfg.nbest > 1 and "si_lhuc_online" in hp["systems"]:
+        raise ValueError(f"si_lhuc_online takes 1-best targets, adapt.nbest is {cfg.nbest}: "
+                         "drop si_lhuc_online from systems or set nbest: 1")
     models = Models(hp)
     data = {"adapt": adapt_set, "score": score_set, "baselines": {}}
     found = headline(models, data, cfg, hp)

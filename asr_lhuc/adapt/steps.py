@@ -64,7 +64,8 @@ def _accumulate(system, step, rows, cfg, n_utts) -> float:
         row_ids = torch.tensor([rows[spk] for spk, _ in chunk])
         weights = torch.tensor([1.0 / len(step[spk]) for spk, _ in chunk])
         with bayes.sampling(system.model, sample):
-            per_utt = utterance_loss(system, [t for _, t in chunk], row_ids, cfg.loss, cfg.si_kl)
+            per_utt = utterance_loss(system, [t for _, t in chunk], row_ids, cfg.loss, cfg.si_kl,
+                                     cfg.entropy_weight, cfg.entropy_temperature)
         loss = speaker_balanced(per_utt, weights)
         loss.backward()
         total += float(loss.detach())

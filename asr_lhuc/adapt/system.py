@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import lhuc
-from asr_lhuc.decode import beam_texts
+from asr_lhuc.decode import beam_nbest, beam_texts, nbest_searcher
 from asr_lhuc.device import pick_device
 
 from .cache import PrefixCache
@@ -62,6 +62,22 @@ class AsrSystem:
         frames = torch.round(out_rel * log_probs.shape[1]).long().clamp(1, log_probs.shape[1])
         return log_probs, frames
 
+    @property
+    def beam_size(self) -> int:
+        """The first pass's beam (1: greedy decoding)."""
+        return 1 if self.searcher is None else self.searcher.beam_size
+
+    def _batches(self, utts: list[SpeakerUtterance], ids: torch.Tensor | None,
+                 batch_size: int):
+        """(log_probs, frames) of `utts` in batches of `batch_size`, with LHUC rows `ids`."""
+        for start in range(0, len(utts), batch_size):
+            part_ids = None if ids is None else ids[start: start + batch_size]
+            yield self.log_probs(utts[start: start + batch_size], part_ids)
+
+    def _confidences(self, log_probs: torch.Tensor, frames: torch.Tensor) -> list[float]:
+        return [confidence(log_probs[b, :n].cpu(), self.blank)
+                for b, n in enumerate(frames.tolist())]
+
     @torch.no_grad()
     def decode(self, utts: list[SpeakerUtterance], ids: torch.Tensor | None = None,
                batch_size: int = 16, snap: bool | None = None) -> tuple[list[str], list[float]]:
@@ -71,21 +87,42 @@ class AsrSystem:
         targets ask for snap=True.
         """
         hyps, confs = [], []
-        for start in range(0, len(utts), batch_size):
-            part = utts[start: start + batch_size]
-            part_ids = None if ids is None else ids[start: start + batch_size]
-            log_probs, frames = self.log_probs(part, part_ids)
+        for log_probs, frames in self._batches(utts, ids, batch_size):
             if self.searcher is None:
                 best = log_probs.argmax(-1).cpu()
                 hyps += [self.ids_to_text(collapse(best[b, :n].tolist(), self.blank))
                          for b, n in enumerate(frames.tolist())]
             else:
                 hyps += beam_texts(log_probs, frames / log_probs.shape[1], self.searcher)[0]
-            confs += [confidence(log_probs[b, :n].cpu(), self.blank)
-                      for b, n in enumerate(frames.tolist())]
+            confs += self._confidences(log_probs, frames)
         if self.lexicon is not None and (self.snap_outputs if snap is None else snap):
             hyps = [self.lexicon.correct(h) for h in hyps]
         return hyps, confs
+
+    @torch.no_grad()
+    def decode_nbest(self, utts: list[SpeakerUtterance], n: int,
+                     ids: torch.Tensor | None = None, batch_size: int = 16
+                     ) -> tuple[list[list[tuple[str, float]]], list[float]]:
+        """Each utterance's `n` best distinct hypotheses as (text, total decoder score), best
+        first, and its confidence; snapped to the lexicon where there is one (targets)."""
+        if self.searcher is None:
+            raise ValueError(f"nbest {n} needs a beam-search first pass, but this system decodes "
+                             "greedily: set beam_size > 1 (e.g. 10) or nbest: 1")
+        searcher = nbest_searcher(self.searcher, n)
+        lists, confs = [], []
+        for log_probs, frames in self._batches(utts, ids, batch_size):
+            lists += beam_nbest(log_probs, frames / log_probs.shape[1], searcher)
+            confs += self._confidences(log_probs, frames)
+        if self.lexicon is not None:
+            lists = [[(self.lexicon.correct(t), s) for t, s in hyps] for hyps in lists]
+        return lists, confs
+
+    @torch.no_grad()
+    def confidences(self, utts: list[SpeakerUtterance], ids: torch.Tensor | None = None,
+                    batch_size: int = 16) -> list[float]:
+        """`confidence` per utterance, without decoding (targets that need no text)."""
+        return [c for log_probs, frames in self._batches(utts, ids, batch_size)
+                for c in self._confidences(log_probs, frames)]
 
     @torch.no_grad()
     def best_paths(self, utts: list[SpeakerUtterance], ids: torch.Tensor | None = None,
@@ -93,9 +130,7 @@ class AsrSystem:
         """Frame labels (T,) of the best path per utterance (blanks included): the first pass's
         own alignment of its greedy hypothesis, usable as frame-level targets."""
         paths = []
-        for start in range(0, len(utts), batch_size):
-            part_ids = None if ids is None else ids[start: start + batch_size]
-            log_probs, frames = self.log_probs(utts[start: start + batch_size], part_ids)
+        for log_probs, frames in self._batches(utts, ids, batch_size):
             best = log_probs.argmax(-1).cpu()
             paths += [best[b, :n] for b, n in enumerate(frames.tolist())]
         return paths

@@ -28,6 +28,10 @@ class Target:
     ids: torch.Tensor
     confidence: float = 1.0
     frames: torch.Tensor | None = None  # frame labels of the first pass (loss: frame_ce)
+    # N-best targets (nbest > 1): the ids of each distinct hypothesis, best first (the first is
+    # `ids`), and their posterior weights (N,), summing to 1; None: the 1-best alone
+    nbest: list[torch.Tensor] | None = None
+    weights: torch.Tensor | None = None
 
 
 @dataclass
@@ -50,34 +54,74 @@ def make_targets(system: AsrSystem, speakers: dict[str, list[SpeakerUtterance]],
 
     Hypotheses that are empty (or have no known character) are dropped; then confidence
     filtering keeps hypotheses with confidence >= `cfg.min_confidence`, and the most confident
-    `cfg.top_fraction` of each speaker (rounded up).
+    `cfg.top_fraction` of each speaker (rounded up). With loss "entropy" nothing is decoded:
+    every utterance is a target (text-less), selected by confidence alike.
     """
     targets, report = {}, TargetReport()
     external = load_hypotheses(cfg.hypotheses_file) if cfg.targets == "external" else None
     if external is not None:
         check_coverage(external, speakers, cfg.hypotheses_file)
     for spk, utts in speakers.items():
-        if cfg.targets == "oracle":
-            texts = [corrupt(u.text, cfg.target_noise, f"{cfg.seed}/{u.id}") for u in utts]
-            confs = [1.0] * len(utts)
-        elif external is not None:
-            texts = [normalize_text(external.get(u.id, "")) for u in utts]
-            confs = [1.0] * len(utts)
-        else:
-            row = None if ids is None or spk not in ids else torch.full((len(utts),), ids[spk])
-            texts, confs = system.decode(utts, row, snap=True)
-        candidates = [Target(u, t, system.text_to_ids(t), c)
-                      for u, t, c in zip(utts, texts, confs)]
-        if cfg.loss == "frame_ce":
-            for target, path in zip(candidates, system.best_paths(utts, row)):
-                target.frames = path
-        usable = [t for t in candidates if len(t.ids) > 0]
+        row = None if ids is None or spk not in ids else torch.full((len(utts),), ids[spk])
+        candidates = speaker_candidates(system, utts, cfg, external, row)
+        usable = [t for t in candidates if len(t.ids) > 0 or cfg.loss == "entropy"]
         report.empty[spk] = len(candidates) - len(usable)
         kept = select_confident(usable, cfg.min_confidence, cfg.top_fraction)
         report.low_confidence[spk] = len(usable) - len(kept)
         report.kept[spk] = len(kept)
         targets[spk] = kept
     return targets, report
+
+
+def speaker_candidates(system: AsrSystem, utts: list[SpeakerUtterance], cfg: AdaptConfig,
+                       external: dict[str, str] | None, row: torch.Tensor | None
+                       ) -> list[Target]:
+    """One speaker's targets before selection, as `cfg` asks (see `make_targets`)."""
+    if cfg.loss == "entropy":
+        no_text = torch.zeros(0, dtype=torch.long)
+        return [Target(u, "", no_text, c) for u, c in zip(utts, system.confidences(utts, row))]
+    if cfg.targets == "first_pass" and cfg.nbest > 1:
+        lists, confs = system.decode_nbest(utts, cfg.nbest, row)
+        return [nbest_target(system, u, hyps, c, cfg.nbest_scale)
+                for u, hyps, c in zip(utts, lists, confs)]
+    if cfg.targets == "oracle":
+        texts = [corrupt(u.text, cfg.target_noise, f"{cfg.seed}/{u.id}") for u in utts]
+        confs = [1.0] * len(utts)
+    elif external is not None:
+        texts = [normalize_text(external.get(u.id, "")) for u in utts]
+        confs = [1.0] * len(utts)
+    else:
+        texts, confs = system.decode(utts, row, snap=True)
+    candidates = [Target(u, t, system.text_to_ids(t), c) for u, t, c in zip(utts, texts, confs)]
+    if cfg.loss == "frame_ce":
+        for target, path in zip(candidates, system.best_paths(utts, row)):
+            target.frames = path
+    return candidates
+
+
+def nbest_weights(scores: list[float], scale: float) -> torch.Tensor:
+    """Posterior weights softmax(scale * scores) (N,) of an N-best list's total scores."""
+    return torch.softmax(scale * torch.tensor(scores, dtype=torch.float64), dim=0).float()
+
+
+def nbest_target(system: AsrSystem, utt: SpeakerUtterance, hyps: list[tuple[str, float]],
+                 confidence: float, scale: float) -> Target:
+    """A target over an N-best list [(text, score)], best first.
+
+    Hypotheses that became one text (snapped to the lexicon) pool their weights; empty ones
+    (no known character) are dropped and the rest renormalised, so an utterance is empty only
+    when all its hypotheses are (with one hypothesis: exactly the 1-best rule)."""
+    pooled: dict[str, float] = {}
+    for (text, _), weight in zip(hyps, nbest_weights([s for _, s in hyps], scale).tolist()):
+        pooled[text] = pooled.get(text, 0.0) + weight
+    ids = {text: system.text_to_ids(text) for text in pooled}
+    texts = [text for text in pooled if len(ids[text]) > 0]
+    if not texts:
+        return Target(utt, hyps[0][0] if hyps else "", torch.zeros(0, dtype=torch.long),
+                      confidence)
+    weights = torch.tensor([pooled[t] for t in texts])
+    return Target(utt, texts[0], ids[texts[0]], confidence, nbest=[ids[t] for t in texts],
+                  weights=weights / weights.sum())
 
 
 def load_hypotheses(path: str) -> dict[str, str]:

@@ -3,6 +3,8 @@ test speakers are scored with the chosen setting and the plain-LHUC baseline, no
 
 import json
 
+import pytest
+
 from recipes.speechocean762.ASR.CTC.local import own_first_pass
 
 
@@ -34,3 +36,26 @@ def test_the_setting_is_chosen_on_dev_and_only_it_and_the_baseline_reach_test(tm
     assert saved["chosen"] == "blhuc_prior0.3" and set(saved["test"]) == {"lhuc", "blhuc_prior0.3"}
     assert saved["candidates"]["blhuc_prior0.3"] == {"prior_std": 0.3}
     assert "own_first_pass" in saved["command"] and "valid" in saved["dev_set"]
+
+
+def test_dev_only_runs_the_named_candidates_on_valid_and_never_on_test(tmp_path, monkeypatch):
+    calls = []
+
+    def adapt_once(name, split, protocol, args):
+        calls.append((name, split, protocol))
+        return fake_row(0.40, 0.38)
+
+    monkeypatch.setattr(own_first_pass, "adapt_once", adapt_once)
+    out = tmp_path / "dev.json"
+    names = ["nbest5", "entropy", "ctc_entropy0.3"]
+    result = own_first_pass.main(["--out", str(out), "--candidates", *names, "--dev_only"])
+    assert calls == [(n, "valid", p) for n in names for p in own_first_pass.PROTOCOLS]
+    assert result["test"] == {} and result["chosen"] is None
+    saved = json.loads(out.read_text())
+    assert set(saved["dev"]) == set(names) and saved["candidates"]["nbest5"] == {"nbest": 5}
+
+
+def test_unknown_candidates_are_named(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        own_first_pass.main(["--out", str(tmp_path / "x.json"), "--candidates", "nbest9"])
+    assert "nbest9" in capsys.readouterr().err

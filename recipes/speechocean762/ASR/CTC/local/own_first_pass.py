@@ -7,12 +7,14 @@ speakers, the test speakers scored once with them (issue 15's protocol).
 The SI system is the committed `whisper_si.pt` with beam 10 + the training-transcript word 3-gram
 (both passes, no lexicon); LHUC sits on the head's layers (`adapt_whisper.yaml`). Each candidate
 (plain LHUC, Bayesian LHUC with a few prior widths, the KL-to-SI-output term, a smaller
-learning rate, confidence selection of the targets, a second round) adapts the
-validation speakers under both protocols (transductive: adapt on and score all utterances; held
-out: adapt on half of each speaker's, score the other half); the candidate with the lowest mean
+learning rate, confidence selection of the targets, a second round, N-best targets with
+posterior weights, entropy minimisation alone or beside CTC) adapts the validation speakers
+under both protocols (transductive: adapt on and score all utterances; held out: adapt on half
+of each speaker's, score the other half); the candidate with the lowest mean
 relative WER change over the two is chosen, and only it (beside plain LHUC, the baseline) is
 run on the test speakers. Every run writes its own adapt.json under `--work`, so a killed job
-resumes where it stopped and reruns nothing.
+resumes where it stopped and reruns nothing. `--candidates nbest5 entropy --dev_only` runs only
+those on the validation speakers (no choice, nothing on test): to try new candidates.
 """
 
 import argparse
@@ -36,6 +38,10 @@ CANDIDATES = {  # name: changes to the YAML's `adapt:` block
     "lr0.005": {"lr": 0.005},  # a quarter of the recipe's step: less fitting of noisy targets
     "confident_half": {"top_fraction": 0.5},  # each speaker's more confident half of hypotheses
     "rounds2": {"rounds": 2},  # re-decode with the adapted rows, adapt again
+    "nbest5": {"nbest": 5},  # CTC on the 5 best hypotheses, weighted by their posteriors
+    "nbest5_scale0.3": {"nbest": 5, "nbest_scale": 0.3},  # flatter posterior weights
+    "entropy": {"loss": "entropy"},  # SUTA's entropy minimisation alone: no hypotheses
+    "ctc_entropy0.3": {"entropy_weight": 0.3},  # 1-best CTC + 0.3 * frame entropy
 }
 PROTOCOLS = ("transductive", "held_out")
 
@@ -93,13 +99,20 @@ def main(argv=None) -> dict:
     parser.add_argument("--si_checkpoint", default=str(RECIPE / "pretrained" / "whisper_si.pt"))
     parser.add_argument("--candidates", nargs="+", default=list(CANDIDATES))
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--dev_only", action="store_true",
+                        help="run the candidates on the validation speakers only: no choice, "
+                             "nothing on the test speakers")
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
+    unknown = sorted(set(args.candidates) - set(CANDIDATES))
+    if unknown:
+        parser.error(f"--candidates: unknown {unknown}; known: {list(CANDIDATES)}")
     dev = {name: {p: adapt_once(name, "valid", p, args) for p in PROTOCOLS}
            for name in args.candidates}
-    chosen = choose(dev)
-    test = {name: {p: adapt_once(name, "test", p, args) for p in PROTOCOLS}
-            for name in dict.fromkeys(["lhuc", chosen])}
+    chosen = None if args.dev_only else choose(dev)
+    test = {} if args.dev_only else {name: {p: adapt_once(name, "test", p, args)
+                                            for p in PROTOCOLS}
+                                     for name in dict.fromkeys(["lhuc", chosen])}
     result = {"protocols": {"transductive": "adapt on and score every utterance of a speaker",
                             "held_out": "adapt on a seeded half of each speaker's utterances, "
                                         "score the other half"},

@@ -2,46 +2,31 @@
 on the committed synthetic SI model and a tiny generated test set."""
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from synthetic_adapt_helpers import system_from, tiny_test_speakers
 
 import lhuc
-from asr_lhuc.adapt import (
-    AdaptConfig,
-    AsrSystem,
-    Target,
-    adapt_speakers,
-    add_speaker_rows,
-    load_speakers,
-)
+from asr_lhuc.adapt import AdaptConfig, AsrSystem, Target, adapt_speakers, add_speaker_rows
 from asr_lhuc.adapt.loss import frame_entropy, utterance_ctc, utterance_loss
 from asr_lhuc.adapt.targets import make_targets, nbest_target, nbest_weights
-from asr_lhuc.data import prepare_synthetic
 from asr_lhuc.decode import make_beam_searcher, nbest_searcher
-from asr_lhuc.pretrained import load_pretrained
 
-PRETRAINED = Path(__file__).resolve().parents[2] / "recipes/Synthetic/ASR/CTC/pretrained"
-TARGETS = ["DNN.block_0.act", "DNN.block_1.act"]
 CFG = AdaptConfig(lr=0.05, epochs=3, batch_size=4)
 
 
 @pytest.fixture(scope="module")
 def speakers(tmp_path_factory):
-    root = tmp_path_factory.mktemp("nbest")
-    prepare_synthetic(root, root, n_train_speakers=2, n_test_speakers=2,
-                      utts_per_train_speaker=2, utts_per_test_speaker=4, n_adapt_utts=2)
-    return load_speakers(root / "test.csv")
+    return tiny_test_speakers(tmp_path_factory.mktemp("nbest"))
 
 
 def si_system(beam_size: int = 1, lm: str | None = None) -> AsrSystem:
-    model, encoder, _, _ = load_pretrained(PRETRAINED / "si.pt")
-    model.attach_speaker_lhuc(TARGETS, 0)
+    if beam_size <= 1:
+        return system_from("si.pt")
     # a light LM weight: an out-of-vocabulary spelling then stays within the beam (an n-best)
-    searcher = make_beam_searcher(encoder, beam_size, lm, alpha=0.2) if beam_size > 1 else None
-    return AsrSystem(model, encoder, device="cpu", cache=True, searcher=searcher)
+    return system_from("si.pt", lambda enc: make_beam_searcher(enc, beam_size, lm, alpha=0.2))
 
 
 def lhuc_grads(system: AsrSystem, loss: torch.Tensor) -> list[torch.Tensor]:

@@ -2,10 +2,10 @@
 KL-to-SI-output term, on the committed synthetic models and a tiny generated test set."""
 
 import copy
-from pathlib import Path
 
 import pytest
 import torch
+from synthetic_adapt_helpers import system_from, tiny_test_speakers
 
 import lhuc
 from asr_lhuc.adapt import (
@@ -13,31 +13,16 @@ from asr_lhuc.adapt import (
     AsrSystem,
     adapt_speakers,
     decode_speakers,
-    load_speakers,
 )
 from asr_lhuc.adapt.loss import frame_kl, utterance_ctc, utterance_loss
 from asr_lhuc.adapt.targets import make_targets
-from asr_lhuc.data import prepare_synthetic
-from asr_lhuc.pretrained import load_pretrained
 
-PRETRAINED = Path(__file__).resolve().parents[2] / "recipes/Synthetic/ASR/CTC/pretrained"
-TARGETS = ["DNN.block_0.act", "DNN.block_1.act"]
 CFG = AdaptConfig(lr=0.05, epochs=3, batch_size=4)
 
 
 @pytest.fixture(scope="module")
 def speakers(tmp_path_factory):
-    root = tmp_path_factory.mktemp("regularisers")
-    prepare_synthetic(root, root, n_train_speakers=2, n_test_speakers=2,
-                      utts_per_train_speaker=2, utts_per_test_speaker=4, n_adapt_utts=2)
-    return load_speakers(root / "test.csv")
-
-
-def system_from(name: str) -> AsrSystem:
-    model, encoder, _, _ = load_pretrained(PRETRAINED / name)
-    if not model.has_lhuc:
-        model.attach_speaker_lhuc(TARGETS, 0)
-    return AsrSystem(model, encoder, device="cpu", cache=True)
+    return tiny_test_speakers(tmp_path_factory.mktemp("regularisers"))
 
 
 def distance_from_si(system: AsrSystem, rows: dict[str, int]) -> float:

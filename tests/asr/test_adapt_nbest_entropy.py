@@ -9,7 +9,14 @@ import torch.nn.functional as F
 from synthetic_adapt_helpers import system_from, tiny_test_speakers
 
 import lhuc
-from asr_lhuc.adapt import AdaptConfig, AsrSystem, Target, adapt_speakers, add_speaker_rows
+from asr_lhuc.adapt import (
+    AdaptConfig,
+    AsrSystem,
+    Target,
+    adapt_speakers,
+    add_speaker_rows,
+    online_hypotheses,
+)
 from asr_lhuc.adapt.loss import frame_entropy, utterance_ctc, utterance_loss
 from asr_lhuc.adapt.targets import make_targets, nbest_target, nbest_weights
 from asr_lhuc.decode import make_beam_searcher, nbest_searcher
@@ -124,10 +131,13 @@ def test_lm_beam_nbest_targets_keep_the_1best_first_with_posterior_weights(speak
     targets, report = make_targets(system, speakers, cfg)
     assert sum(report.kept.values()) > 0
     for spk, utts in speakers.items():
-        one_best = dict(zip([u.id for u in utts], system.decode(utts, snap=True)[0]))
+        texts, confs = system.decode(utts, snap=True)
+        one_best = dict(zip([u.id for u in utts], texts))
+        confidence = dict(zip([u.id for u in utts], confs))  # selection uses the same one
         lists = dict(zip([u.id for u in utts], system.decode_nbest(utts, 3)[0]))
         for target in targets[spk]:
             hyps = lists[target.utt.id]
+            assert target.confidence == pytest.approx(confidence[target.utt.id])
             assert target.text == one_best[target.utt.id] == hyps[0][0]
             assert 1 <= len(target.nbest) <= 3 and len({t for t, _ in hyps}) == len(hyps)
             expected = nbest_weights([s for _, s in hyps], 0.5)  # no lexicon, no empty text
@@ -149,6 +159,8 @@ def test_speechbrain_beam_gives_an_nbest_and_greedy_decoding_is_refused(speakers
     greedy = si_system()
     with pytest.raises(ValueError, match=r"nbest 2 .*decodes greedily.*beam_size >= 2"):
         adapt_speakers(greedy, speakers, CFG.replace(nbest=2))
+    with pytest.raises(ValueError, match=r"online adaptation takes 1-best.*nbest: 1"):
+        online_hypotheses(system, speakers, CFG.replace(nbest=2))
 
 
 def test_frame_entropy_matches_a_hand_computation():

@@ -3,7 +3,8 @@
 - `config`: AdaptConfig (optimiser, lr, epochs, confidence filtering, rounds, ...).
 - `utterances`: test speakers' audio in memory; `system`: the model seen from adaptation;
   `cache`: the frozen layers below the lowest LHUC table computed once per utterance.
-- `targets`: first-pass hypotheses as CTC targets, confidence filtering (oracle: transcripts);
+- `targets`: first-pass hypotheses (1-best, or N-best with posterior weights) as CTC targets,
+  confidence filtering (oracle: transcripts); `loss`: CTC, frame CE, frame entropy, KL to SI;
   `lexicon`: snaps first-pass words to training-transcript words.
 - `rows`: new rows for test speakers; a guard that keeps every other row fixed.
 - `schedule`, `steps`: per-speaker mini-batches and the shared update loop.

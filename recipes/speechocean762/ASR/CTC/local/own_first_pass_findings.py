@@ -173,11 +173,13 @@ def collect(rows: list[Row], payloads: dict) -> list[dict]:
 
 
 def table(results: list[dict]) -> str:
+    """One line per row and protocol; tgt WER/CER: the adaptation targets' against the truth."""
     lines = [f"{'sweep':5} {'row':34} {'protocol':12} {'SI WER':>7} {'adapt':>7} {'rel':>7} "
-             f"{'oracle':>7} {'o.rel':>7} {'tgtWER':>7} {'impr/same/worse':>15}"]
+             f"{'oracle':>7} {'o.rel':>7} {'tgt WER/CER':>13} {'impr/same/worse':>15}"]
     for r in results:
         spk, tq = r["speakers"], r["target_quality"] or {}
-        tgt = f"{tq['wer']:7.4f}" if tq.get("wer") is not None else f"{'-':>7}"
+        tgt = (f"{tq['wer']:6.3f}/{tq['cer']:.3f}" if tq.get("wer") is not None
+               else f"{'-':>13}")
         lines.append(f"{r['sweep']:5} {r['label'][:34]:34} {r['protocol']:12} "
                      f"{r['si']['wer']:7.4f} {r['adapted']['wer']:7.4f} "
                      f"{r['relative_wer_change']:+7.1%} {r['oracle']['wer']:7.4f} "

@@ -7,7 +7,7 @@ SI row and are listed in the result, not dropped.
 
 import torch
 
-from asr_lhuc.data import age_group
+from asr_lhuc.data import age_group, normalize_text
 from asr_lhuc.scoring import wer_cer
 
 from .batched import adapt_batched
@@ -26,8 +26,10 @@ def adapt_speakers(system: AsrSystem, adapt_set: dict[str, list], cfg: AdaptConf
     """Give every speaker of `adapt_set` a new row and adapt it; return what happened.
 
     Result keys: rows ({spk: row, -1 where nothing usable}), unusable (speakers), targets
-    (kept/empty/low_confidence per speaker), seconds, rounds (per round: seconds, kept, and
-    targets_changed: targets whose text differs from the previous round's).
+    (kept/empty/low_confidence per speaker; quality: the kept targets' WER/CER against the
+    transcripts), audio_seconds (per speaker, after `cfg.max_adapt_seconds`), seconds (wall
+    time), rounds (per round: seconds, kept, and targets_changed: targets whose text differs
+    from the previous round's).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {sorted(MODES)}, got {mode!r}")
@@ -52,10 +54,23 @@ def adapt_speakers(system: AsrSystem, adapt_set: dict[str, list], cfg: AdaptConf
         rounds.append({"seconds": info["seconds"], "kept": dict(report.kept),
                        "targets_changed": changed})
     unusable = report.unusable_speakers
+    quality = target_quality(targets)
     decode_rows = {spk: (-1 if spk in unusable else row) for spk, row in rows.items()}
+    audio = {spk: round(sum(u.duration for u in utts), 2) for spk, utts in adapt_set.items()}
     return {"rows": decode_rows, "unusable": unusable, "seconds": seconds, "rounds": rounds,
+            "audio_seconds": audio,
             "targets": {"kept": report.kept, "empty": report.empty,
-                        "low_confidence": report.low_confidence}}
+                        "low_confidence": report.low_confidence, "quality": quality}}
+
+
+def target_quality(targets: dict[str, list]) -> dict:
+    """WER/CER of the texts adapted towards (the last round's kept targets) against the
+    utterances' transcripts: how wrong the supervision was (None where nothing was kept)."""
+    kept = [t for ts in targets.values() for t in ts]
+    if not any(normalize_text(t.utt.text) for t in kept):  # wer_cer needs a reference
+        return {"wer": None, "cer": None, "n_utts": len(kept)}
+    found = wer_cer([t.utt.text for t in kept], [t.text for t in kept])
+    return {"wer": found["wer"], "cer": found["cer"], "n_utts": len(kept)}
 
 
 def adapted_rows(rows: dict[str, int], report) -> dict[str, int]:

@@ -139,7 +139,7 @@ def run_system(name: str, models: Models, data: dict, cfg: AdaptConfig, hp: dict
     result = _with_raw(system, score(score_set, decode_speakers(system, score_set, info["rows"])),
                        score_set, info["rows"])
     result.update(adapt_seconds=info["seconds"], unusable_speakers=info["unusable"],
-                  targets=info["targets"])
+                  targets=info["targets"], adapt_audio_seconds=info["audio_seconds"])
     if hp.get("save_adapters", True):
         folder = Path(hp["output_folder"]) / "adapters" / f"{name}_{mode}"
         save_speaker_adapters(system.model, info["rows"], folder)
@@ -240,6 +240,11 @@ def summarise(found: dict, hp: dict, command: str) -> dict:
                                     if "unusable_speakers" in r}
     payload["adapt_seconds"] = {n: r["adapt_seconds"] for n, r in systems.items()
                                 if "adapt_seconds" in r}
+    # how wrong each adapted system's targets were, and how much audio each speaker adapted on
+    payload["target_quality"] = {n: r["targets"]["quality"] for n, r in systems.items()
+                                 if "targets" in r}
+    payload["adapt_audio_seconds"] = {n: r["adapt_audio_seconds"] for n, r in systems.items()
+                                      if "adapt_audio_seconds" in r}
     for key in ("loop_seconds", "batched_seconds", "loop_wer", "loop_cer"):
         if key in found:
             payload[key] = found[key]
@@ -255,6 +260,7 @@ def summarise(found: dict, hp: dict, command: str) -> dict:
         lm_alpha=hp.get("lm_alpha"), lm_beta=hp.get("lm_beta"), lexicon=hp.get("lexicon"),
         lexicon_csv=hp.get("lexicon_csv"),
         adapt_config=found["adapt_config"], lhuc_targets_si=hp.get("lhuc_targets"),
+        lhuc_reparam_si=hp.get("lhuc_reparam", "2sigmoid"),
         device=found["device"], threads=torch.get_num_threads(), command=command,
         wall_seconds=found["wall_seconds"])
     if "sweeps" in found:

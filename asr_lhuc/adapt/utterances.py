@@ -77,12 +77,16 @@ def pad_batch(utts: list[SpeakerUtterance]) -> tuple[torch.Tensor, torch.Tensor]
 
 
 def take_seconds(utts: list[SpeakerUtterance], seconds: float | None) -> list[SpeakerUtterance]:
-    """The first utterances whose durations add up to `seconds` (at least one; None: all)."""
+    """The first utterances whose durations add up to at most `seconds` (None: all).
+
+    The budget is a ceiling (AdaptConfig.max_adapt_seconds: "at most"): an utterance that would
+    cross it is left out, so "10 s" never means 14 s. The first utterance is kept even when it
+    alone is longer, so that every speaker still has something to adapt on."""
     if seconds is None:
         return list(utts)
     kept, total = [], 0.0
     for utt in utts:
-        if kept and total >= seconds:
+        if kept and total + utt.duration > seconds:
             break
         kept.append(utt)
         total += utt.duration

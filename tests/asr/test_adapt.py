@@ -21,6 +21,7 @@ import lhuc
 from asr_lhuc.adapt import (
     AdaptConfig,
     AsrSystem,
+    SpeakerUtterance,
     adapt_batched,
     adapt_per_speaker,
     adapt_speakers,
@@ -34,6 +35,7 @@ from asr_lhuc.adapt import (
     save_speaker_adapters,
     score,
     split_protocol,
+    take_seconds,
 )
 from asr_lhuc.adapt.loss import mean_ctc, utterance_ctc, utterance_loss
 from asr_lhuc.data import prepare_synthetic
@@ -376,6 +378,48 @@ def test_online_and_held_out_protocols(corpus, trained):
     for spk, utts in speakers.items():
         assert len(online[spk]) == len(utts)
         assert online[spk][0] == si_hyps[spk][0]  # the first utterance has no adapter yet
+
+
+def _utt(uid: str, seconds: float) -> SpeakerUtterance:
+    return SpeakerUtterance(uid, "s", torch.zeros(1), "A", seconds)
+
+
+def test_take_seconds_never_exceeds_the_budget():
+    # Before: utterances were added until the total reached the budget, so 10 s gave 12 s.
+    utts = [_utt(str(i), 4.0) for i in range(4)]
+    assert [u.id for u in take_seconds(utts, 10)] == ["0", "1"]
+    assert [u.id for u in take_seconds(utts, 12)] == ["0", "1", "2"]
+    assert [u.id for u in take_seconds(utts, 3)] == ["0"]  # one utterance even if longer
+    assert take_seconds(utts, None) == utts
+
+
+def test_max_adapt_seconds_under_held_out_adapts_on_the_adaptation_half_only(corpus, trained,
+                                                                            monkeypatch):
+    speakers = fsdd_only(corpus)
+    adapt_set, score_set = split_protocol(speakers, "held_out", seed=3)
+    seen = {}
+    real_make_targets = pipeline.make_targets
+
+    def spy(system, used, cfg, ids=None):
+        seen.update({spk: [u.id for u in utts] for spk, utts in used.items()})
+        return real_make_targets(system, used, cfg, ids)
+
+    monkeypatch.setattr(pipeline, "make_targets", spy)
+    first = {spk: utts[0].duration for spk, utts in adapt_set.items()}
+    budget = min(first.values()) * 1.5  # room for one utterance of each speaker, not two
+    info = adapt_speakers(fresh(trained[0]), adapt_set,
+                          CFG.replace(max_adapt_seconds=budget, targets="oracle"))
+    for spk, ids in seen.items():
+        assert ids == [adapt_set[spk][0].id]  # the first of the adaptation half, nothing scored
+        assert not set(ids) & {u.id for u in score_set[spk]}
+        assert info["audio_seconds"][spk] == pytest.approx(first[spk], abs=0.01)
+    assert set(seen) == set(adapt_set)
+    # clean transcripts as targets are exactly right; corrupted ones are measured as wrong
+    assert info["targets"]["quality"] == {"wer": 0.0, "cer": 0.0, "n_utts": len(adapt_set)}
+    noisy = adapt_speakers(fresh(trained[0]), adapt_set,
+                           CFG.replace(targets="oracle", target_noise=0.3))["targets"]["quality"]
+    assert 0.1 < noisy["cer"] < 0.4 and noisy["wer"] > noisy["cer"]
+    assert noisy["n_utts"] == sum(len(u) for u in adapt_set.values())
 
 
 def test_recipe_writes_adapt_json(corpus, trained, tmp_path):

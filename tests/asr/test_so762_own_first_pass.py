@@ -1,6 +1,7 @@
 """The own-first-pass protocol driver: settings are chosen on the dev speakers only, and the
 test speakers are scored with the chosen setting and the plain-LHUC baseline, nothing else."""
 
+import argparse
 import json
 
 import pytest
@@ -59,3 +60,36 @@ def test_unknown_candidates_are_named(tmp_path, capsys):
     with pytest.raises(SystemExit):
         own_first_pass.main(["--out", str(tmp_path / "x.json"), "--candidates", "nbest9"])
     assert "nbest9" in capsys.readouterr().err
+
+
+def test_a_run_is_read_back_not_rerun_and_a_stale_one_is_refused(tmp_path, monkeypatch):
+    runs = []
+
+    def fake_run(hp, prepare_fn, command):
+        runs.append(hp)
+        payload = {"adapt_config": dict(hp["adapt"]), "protocol": hp["protocol"],
+                   "lhuc_targets_si": hp["lhuc_targets"], "lhuc_reparam_si": hp["lhuc_reparam"]}
+        (tmp_path / "run" / "adapt.json").write_text(json.dumps(payload))
+        return payload
+
+    monkeypatch.setattr(own_first_pass, "run", fake_run)
+    (tmp_path / "run").mkdir()
+    args = argparse.Namespace(prep_folder=str(tmp_path), si_checkpoint="si.pt",
+                              feature_cache_dir="features", threads=1)
+    changes = {"lhuc_targets": ["DNN.block_1.act"], "lhuc_reparam": "exp"}
+    first = own_first_pass.run_configuration(tmp_path / "run", "valid", "held_out", args,
+                                             {"si_kl": 0.7}, changes, "pytest")
+    again = own_first_pass.run_configuration(tmp_path / "run", "valid", "held_out", args,
+                                             {"si_kl": 0.7}, changes, "pytest")
+    assert len(runs) == 1 and first == again
+    hp = runs[0]  # the YAML's adapt block with the changes on top, the other keys set
+    assert hp["adapt"]["si_kl"] == 0.7 and hp["adapt"]["lr"] == 0.02
+    assert hp["lhuc_targets"] == ["DNN.block_1.act"] and hp["lhuc_reparam"] == "exp"
+    assert hp["test_csv"] == str(tmp_path / "valid.csv") and hp["protocol"] == "held_out"
+    for adapt, other, protocol in (({"si_kl": 0.3}, changes, "held_out"),
+                                   ({"si_kl": 0.7}, {"lhuc_reparam": "relu"}, "held_out"),
+                                   ({"si_kl": 0.7}, changes, "transductive")):
+        with pytest.raises(ValueError, match="adapt.json was made with other settings"):
+            own_first_pass.run_configuration(tmp_path / "run", "valid", protocol, args, adapt,
+                                             other, "pytest")
+    assert len(runs) == 1

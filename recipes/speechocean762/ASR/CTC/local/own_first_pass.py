@@ -28,6 +28,7 @@ from hyperpyyaml import load_hyperpyyaml
 from asr_lhuc.adapt.recipe import run
 
 RECIPE = Path(__file__).resolve().parents[1]
+logger = logging.getLogger(__name__)
 CANDIDATES = {  # name: changes to the YAML's `adapt:` block
     "lhuc": {},
     "blhuc_prior0.1": {"prior_std": 0.1},
@@ -48,26 +49,58 @@ CANDIDATES = {  # name: changes to the YAML's `adapt:` block
 PROTOCOLS = ("transductive", "held_out")
 
 
-def recipe_hparams(split_csv: str, protocol: str, out: Path, args) -> dict:
+def recipe_hparams(split_csv: str, protocol: str, out: Path, args,
+                   changes: dict | None = None) -> dict:
+    """adapt_whisper.yaml with this driver's SI system and `changes` (other YAML keys, e.g.
+    lhuc_targets, lhuc_reparam, systems) on top."""
     overrides = {"test_csv": split_csv, "beam_size": 10, "lm_order": 3, "lexicon": None,
                  "compare_loop": False, "protocol": protocol, "save_adapters": False,
                  "systems": ["si", "si_lhuc", "si_lhuc_oracle"], "output_folder": str(out),
                  "results_folder": str(out), "si_checkpoint": args.si_checkpoint,
                  "prep_folder": args.prep_folder, "feature_cache_dir": args.feature_cache_dir,
-                 "threads": args.threads}
+                 "threads": args.threads, **(changes or {})}
     with open(RECIPE / "hparams" / "adapt_whisper.yaml") as fin:
         return load_hyperpyyaml(fin, overrides)
+
+
+def run_configuration(out: Path, split: str, protocol: str, args, adapt: dict,
+                      changes: dict | None = None, label: str = "") -> dict:
+    """The recipe once on `split` under `protocol`, with `adapt` on top of the YAML's `adapt:`
+    block and `changes` on top of its other keys; its adapt.json payload. A run whose
+    adapt.json exists is read back, not rerun (a killed sweep resumes), after checking that it
+    was made with these settings."""
+    done = Path(out) / "adapt.json"
+    if done.is_file():
+        logger.info("%s: read back %s", label, done)
+        payload = json.loads(done.read_text())
+        check_settings(payload, done, adapt, {"protocol": protocol, **(changes or {})})
+        return payload
+    logger.info("%s: running (%s)", label, out)
+    hp = recipe_hparams(str(Path(args.prep_folder) / f"{split}.csv"), protocol, out, args,
+                        changes)
+    hp["adapt"] = {**dict(hp["adapt"]), **adapt}
+    run(hp, None, label)
+    return json.loads(done.read_text())  # as a later read-back will see it
+
+
+def check_settings(payload: dict, path: Path, adapt: dict, changes: dict) -> None:
+    """A stale adapt.json (another setting under the same folder) is an error naming it."""
+    stored = {"lhuc_targets": "lhuc_targets_si", "lhuc_reparam": "lhuc_reparam_si",
+              "protocol": "protocol"}
+    wrong = {k: (payload["adapt_config"].get(k), v) for k, v in adapt.items()
+             if payload["adapt_config"].get(k) != v}
+    wrong.update({k: (payload[stored[k]], v) for k, v in changes.items()
+                  if k in stored and stored[k] in payload and payload[stored[k]] != v})
+    if wrong:
+        raise ValueError(f"{path} was made with other settings ({{name: (stored, wanted)}}: "
+                         f"{wrong}): delete that folder to rerun it, or give another --work")
 
 
 def adapt_once(name: str, split: str, protocol: str, args) -> dict:
     """One candidate on one split under one protocol (read back if it already ran)."""
     out = Path(args.work) / split / name / protocol
-    done = out / "adapt.json"
-    if not done.is_file():
-        hp = recipe_hparams(str(Path(args.prep_folder) / f"{split}.csv"), protocol, out, args)
-        hp["adapt"] = {**dict(hp["adapt"]), **CANDIDATES[name]}
-        run(hp, None, f"own_first_pass {name} {split} {protocol}")
-    return summary(json.loads(done.read_text()))
+    return summary(run_configuration(out, split, protocol, args, CANDIDATES[name],
+                                     label=f"own_first_pass {name} {split} {protocol}"))
 
 
 def summary(payload: dict) -> dict:

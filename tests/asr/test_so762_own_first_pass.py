@@ -93,3 +93,20 @@ def test_a_run_is_read_back_not_rerun_and_a_stale_one_is_refused(tmp_path, monke
             own_first_pass.run_configuration(tmp_path / "run", "valid", protocol, args, adapt,
                                              other, "pytest")
     assert len(runs) == 1
+
+
+def test_the_dev_split_can_have_its_own_csvs_and_si_model(tmp_path, monkeypatch):
+    """Settings are chosen with a model that never saw the dev speakers; test uses the SI model."""
+    seen = []
+
+    def adapt_once(name, split, protocol, args):
+        seen.append((split, args.prep_folder, args.si_checkpoint))
+        return fake_row(0.40, 0.39)
+
+    monkeypatch.setattr(own_first_pass, "adapt_once", adapt_once)
+    saved = own_first_pass.main(["--out", str(tmp_path / "o.json"), "--candidates", "lhuc",
+                                 "--prep_folder", "full", "--si_checkpoint", "si.pt",
+                                 "--dev_prep_folder", "dev25", "--dev_si_checkpoint", "dev.pt"])
+    assert {s for s in seen if s[0] == "valid"} == {("valid", "dev25", "dev.pt")}
+    assert {s for s in seen if s[0] == "test"} == {("test", "full", "si.pt")}
+    assert saved["dev_si_checkpoint"] == "dev.pt" and "dev25" in saved["dev_set"]

@@ -119,6 +119,12 @@ def relative(payload: dict, system: str) -> float:
     return (payload[system]["wer"] - payload["si"]["wer"]) / payload["si"]["wer"]
 
 
+def dev_set(dev: dict, dev_args) -> str:
+    row = next(iter(dev.values()))["transductive"]
+    return (f"valid of {dev_args.prep_folder}: {row['n_speakers']} speakers held out of "
+            f"training, {row.get('n_utts')} utterances")
+
+
 def choose(dev: dict) -> str:
     """The candidate whose mean relative WER change over the two protocols is lowest."""
     return min(dev, key=lambda n: sum(dev[n][p]["relative_wer_change"] for p in PROTOCOLS))
@@ -132,6 +138,14 @@ def main(argv=None) -> dict:
     parser.add_argument("--prep_folder", default="exp/data/speechocean762")
     parser.add_argument("--feature_cache_dir", default="exp/features/speechocean762")
     parser.add_argument("--si_checkpoint", default=str(RECIPE / "pretrained" / "whisper_si.pt"))
+    parser.add_argument("--dev_prep_folder", default=None,
+                        help="CSVs of the dev split (its valid.csv), if not --prep_folder's: e.g. "
+                             "25 training speakers held out (speechocean762_prepare.py "
+                             "--n_valid_speakers 25)")
+    parser.add_argument("--dev_si_checkpoint", default=None,
+                        help="the SI model for the dev split, if not --si_checkpoint's: one "
+                             "trained without the dev speakers (train.py --prep_folder of the "
+                             "dev split)")
     parser.add_argument("--candidates", nargs="+", default=list(CANDIDATES))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--dev_only", action="store_true",
@@ -142,7 +156,10 @@ def main(argv=None) -> dict:
     unknown = sorted(set(args.candidates) - set(CANDIDATES))
     if unknown:
         parser.error(f"--candidates: unknown {unknown}; known: {list(CANDIDATES)}")
-    dev = {name: {p: adapt_once(name, "valid", p, args) for p in PROTOCOLS}
+    dev_args = argparse.Namespace(**{**vars(args),
+                                     "prep_folder": args.dev_prep_folder or args.prep_folder,
+                                     "si_checkpoint": args.dev_si_checkpoint or args.si_checkpoint})
+    dev = {name: {p: adapt_once(name, "valid", p, dev_args) for p in PROTOCOLS}
            for name in args.candidates}
     chosen = None if args.dev_only else choose(dev)
     test = {} if args.dev_only else {name: {p: adapt_once(name, "test", p, args)
@@ -152,8 +169,8 @@ def main(argv=None) -> dict:
                             "held_out": "adapt on a seeded half of each speaker's utterances, "
                                         "score the other half"},
               "targets": "the SI system's own first pass (beam 10 + word 3-gram, no lexicon)",
-              "si_checkpoint": args.si_checkpoint, "dev_set": "valid (5 speakers held out "
-              "of training, 100 utterances)", "candidates": {n: CANDIDATES[n] for n in dev},
+              "si_checkpoint": args.si_checkpoint, "dev_si_checkpoint": dev_args.si_checkpoint,
+              "dev_set": dev_set(dev, dev_args), "candidates": {n: CANDIDATES[n] for n in dev},
               "selection": "lowest mean relative WER change over both protocols on dev",
               "dev": dev, "chosen": chosen, "test": test,
               "command": " ".join(["python -m recipes.speechocean762.ASR.CTC.local."

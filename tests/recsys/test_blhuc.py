@@ -1,5 +1,6 @@
 """Bayesian LHUC-user (model.bayes_prior_std): the KL term, shrinkage of users with few
 interactions toward the SI row, the posterior mean at evaluation, checkpoints and config errors."""
+import importlib.util
 import math
 
 import numpy as np
@@ -7,9 +8,10 @@ import pandas as pd
 import pytest
 import torch
 from random_batch import random_batch, tiny_spec
-from recsys_data_helpers import tiny_config
+from recsys_data_helpers import ROOT, tiny_config
 
 from recsys_lhuc.config import ConfigError, check_config
+from recsys_lhuc.data import prepare
 from recsys_lhuc.evaluate import evaluate, load_run
 from recsys_lhuc.models import build_model
 from recsys_lhuc.train import load_checkpoint, train
@@ -173,3 +175,24 @@ def test_config_accepts_null_and_numbers_as_strings(tmp_path):
     assert check_config(cfg)["model"]["bayes_prior_std"] == 0.1
     cfg["model"]["bayes_prior_std"] = None
     assert check_config(cfg)["model"]["bayes_prior_std"] is None
+
+
+# ------------------------------------------------------------------ the benchmark's breakdown
+def test_benchmark_breaks_test_rows_down_by_user_training_rows(tmp_path):
+    spec = importlib.util.spec_from_file_location("recsys_blhuc",
+                                                  ROOT / "benchmarks" / "recsys_blhuc.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    cfg = tiny_config(tmp_path, model={"name": "lhuc_user", "hidden": [8, 4],
+                                       "bayes_prior_std": 0.3}, train={"epochs": 1})
+    results = train(cfg, tmp_path / "run")
+    train_users = prepare(cfg).splits["train"].with_format("numpy")["user_id"]
+    counts = np.bincount(train_users)
+    edge = int(np.median(counts[1:])) + 1
+    out = bench.metrics_by_user_rows(tmp_path / "run", [edge], results["test"]["auc"])
+    low, high = out[f"<{edge}"], out[f">={edge}"]
+    assert low["rows"] + high["rows"] == results["test"]["rows"]
+    assert low["users"] > 0 and high["users"] > 0
+    assert low["row_minus_si_norm"] > 0 and low["posterior_std"] > 0
+    with pytest.raises(RuntimeError, match="recomputed test AUC"):
+        bench.metrics_by_user_rows(tmp_path / "run", [edge], results["test"]["auc"] + 0.01)

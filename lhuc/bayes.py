@@ -18,19 +18,26 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from .attach import lhuc_tables
+from .table import AmplitudeTable
+
+
+def amplitude_tables(model: nn.Module) -> list[AmplitudeTable]:
+    """Every AmplitudeTable in `model` (or `model` itself when it is one): the tables that
+    `attach_lhuc` placed and those a model holds as its own submodule (e.g. LHUC-user's)."""
+    return [m for m in model.modules() if isinstance(m, AmplitudeTable)]
 
 
 def make_bayesian(model: nn.Module, prior_std: float = 1.0, init_std: float = 0.1
                   ) -> list[nn.Parameter]:
-    """Give every LHUC table of `model` a posterior `log_std` (all rows at `init_std`) and a
-    prior of standard deviation `prior_std` around its SI row; return the new parameters.
+    """Give every LHUC table of `model` (see `amplitude_tables`) a posterior `log_std` (all
+    rows at `init_std`) and a prior of standard deviation `prior_std` around its SI row; return
+    the new parameters.
 
     Rows added later (`add_identities`) get `init_std` too. Build optimisers after this."""
     if prior_std <= 0 or init_std <= 0:
         raise ValueError(f"prior_std and init_std must be > 0, got {prior_std}, {init_std}")
     params = []
-    for table in lhuc_tables(model).values():
+    for table in amplitude_tables(model):
         table.prior_std = float(prior_std)
         table.init_log_std = float(torch.tensor(init_std).log())
         table.log_std = nn.Parameter(torch.full_like(table.rows.detach(), table.init_log_std))
@@ -39,7 +46,7 @@ def make_bayesian(model: nn.Module, prior_std: float = 1.0, init_std: float = 0.
 
 
 def is_bayesian(model: nn.Module) -> bool:
-    tables = lhuc_tables(model).values()
+    tables = amplitude_tables(model)
     return bool(tables) and all(t.log_std is not None for t in tables)
 
 
@@ -47,7 +54,7 @@ def is_bayesian(model: nn.Module) -> bool:
 def sampling(model: nn.Module, enabled: bool = True):
     """Within the block, forward passes draw each identity's r from its posterior (training,
     also in eval mode: adaptation keeps dropout and BatchNorm frozen); outside, the mean."""
-    tables = [t for t in lhuc_tables(model).values() if t.log_std is not None]
+    tables = [t for t in amplitude_tables(model) if t.log_std is not None]
     before = [t.sample for t in tables]
     for table in tables:
         table.sample = enabled
@@ -62,7 +69,7 @@ def kl_to_prior(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
     """KL(q(r_s) || N(r_SI, prior_std^2)) for each identity in `ids` (B,), summed over every
     table and hidden unit: (B,). The SI row is the prior's mean, not a thing to learn here."""
     total = None
-    for table in lhuc_tables(model).values():
+    for table in amplitude_tables(model):
         if table.log_std is None:
             raise ValueError("kl_to_prior needs Bayesian LHUC tables: call make_bayesian first")
         rows = ids.to(table.rows.device).long()

@@ -19,10 +19,13 @@ class ConfigError(ValueError):
 
 
 class Value:
-    """One leaf of the schema: its type, whether null is allowed, a lower bound, the choices."""
+    """One leaf of the schema: its type, whether null is allowed, a lower bound (``positive``:
+    strictly above 0), the choices."""
 
-    def __init__(self, kind, nullable: bool = False, minimum=None, choices=None):
+    def __init__(self, kind, nullable: bool = False, minimum=None, choices=None,
+                 positive: bool = False):
         self.kind, self.nullable, self.minimum, self.choices = kind, nullable, minimum, choices
+        self.positive = positive
 
 
 class ListOf:
@@ -69,6 +72,8 @@ def coerce(value, rule: Value, where: str):
         raise ConfigError(f"{where}: expected {KIND_WORDS.get(kind, kind)}, got {value!r}")
     if rule.minimum is not None and value < rule.minimum:
         raise ConfigError(f"{where}: must be at least {rule.minimum}, got {value!r}")
+    if rule.positive and value <= 0:
+        raise ConfigError(f"{where}: must be greater than 0, got {value!r}")
     if rule.choices is not None and value not in rule.choices:
         raise ConfigError(f"{where}: must be one of {list(rule.choices)}, got {value!r}"
                           f"{did_you_mean(str(value), rule.choices)}")
@@ -209,13 +214,22 @@ def train_schema() -> dict:
     return out
 
 
+# Model keys whose defaults do not say their type or range (None, or a bound below 0 invalid)
+MODEL_RULES = {
+    "lhuc_user": {"bayes_prior_std": Value(float, nullable=True, positive=True),
+                  "bayes_init_std": Value(float, positive=True),
+                  "bayes_kl_weight": Value(float, minimum=0.0)},
+}
+
+
 def model_schema(name: str) -> dict:
     from .models import MODELS
 
     if name not in MODELS:
         raise ConfigError(f"model.name: unknown model {name!r}{did_you_mean(name, MODELS)}; "
                           f"choose one of {sorted(MODELS)}")
-    return {"name": Value(str), **_signature_schema(MODELS[name], skip=("spec",))}
+    return {"name": Value(str), **_signature_schema(MODELS[name], skip=("spec",)),
+            **MODEL_RULES.get(name, {})}
 
 
 def check_config(cfg: dict, source: str = "config") -> dict:

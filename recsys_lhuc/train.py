@@ -342,6 +342,20 @@ def dense_param_groups(model, dense: list, tc: TrainConfig) -> list[dict]:
     return [g for g in [default, *groups] if g["params"]]
 
 
+def count_user_rows(model, prepared: Prepared) -> bool:
+    """Give a Bayesian LHUC-user model each user's number of training rows (its KL term is
+    divided by them); return whether the model is Bayesian."""
+    if not getattr(model, "bayesian", False):
+        return False
+    train_split = prepared.splits["train"]
+    if isinstance(train_split, ShardSplit):
+        raise ConfigError("model.bayes_prior_std needs each user's training row count, which "
+                          "streamed Parquet shards (data.source 'shards') do not give yet: use "
+                          "an in-memory source or set model.bayes_prior_std: null")
+    model.count_user_rows(train_split.with_format("numpy")[model.user_field])
+    return True
+
+
 def make_optimizers(model, tc: TrainConfig) -> list[torch.optim.Optimizer]:
     """AdamW for dense parameters; SparseAdam for embedding tables built with sparse=True."""
     sparse, dense = split_sparse_parameters(model)
@@ -393,6 +407,7 @@ def _train(cfg: dict, tc: TrainConfig, out: Path, info: DistInfo, resume: bool,
     if main:
         (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
         write_json(out / "encoder.json", encoder_state(prepared))
+    bayesian = count_user_rows(model, prepared)
     optimizers = make_optimizers(model, tc)
     ddp_model = wrap_model(model, info, find_unused_parameters=tc.ddp_find_unused)
     forward = torch.compile(ddp_model) if tc.compile else ddp_model
@@ -429,6 +444,8 @@ def _train(cfg: dict, tc: TrainConfig, out: Path, info: DistInfo, resume: bool,
             batch = to_device(batch, device)
             with autocast(device, bf16):
                 loss = task_loss(as_task_dict(forward(batch), spec), batch, tc)
+            if bayesian:
+                loss = loss + model.kl_penalty(batch)
             for opt in optimizers:
                 opt.zero_grad(set_to_none=True)
             loss.backward()

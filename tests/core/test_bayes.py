@@ -128,3 +128,22 @@ def test_kl_gradient_reaches_only_the_identities_asked_for():
     assert table.si.grad is None  # the prior's mean is not trained by the KL term
     with pytest.raises(ValueError, match="make_bayesian"):
         bayes.kl_to_prior(small_model(), torch.tensor([0]))
+
+
+def test_tables_held_as_submodules_or_passed_alone_are_found():
+    """A model may own its AmplitudeTable (as recsys_lhuc's LHUC-user does) instead of
+    attaching it; bayes finds every table, and takes a bare table too."""
+    owner = nn.Module()
+    owner.table = lhuc.AmplitudeTable(3, 4)
+    assert not lhuc.lhuc_tables(owner)  # not attached: attach's own lookup does not see it
+    params = bayes.make_bayesian(owner, prior_std=0.5, init_std=0.2)
+    assert len(params) == 1 and params[0] is owner.table.log_std
+    assert bayes.is_bayesian(owner) and bayes.is_bayesian(owner.table)
+    expected = 4 * (torch.tensor(0.5 / 0.2).log() + 0.2 ** 2 / (2 * 0.5 ** 2) - 0.5)
+    kl = bayes.kl_to_prior(owner.table, torch.tensor([2])).detach()
+    assert torch.allclose(kl, expected.reshape(1))
+    with bayes.sampling(owner):
+        assert owner.table.sample
+    assert not owner.table.sample
+    with pytest.raises(ValueError, match="no LHUC tables"):
+        bayes.kl_to_prior(nn.Linear(2, 2), torch.tensor([0]))

@@ -22,7 +22,8 @@ def adapt_batched(system: AsrSystem, targets: dict[str, list], rows: dict[str, i
     Returns {"seconds", "steps", "losses" (per step, summed over speakers)}.
     """
     start = time.perf_counter()
-    plan = joint_schedule({spk: speaker_schedule(items, cfg.batch_size, cfg.epochs, cfg.seed, spk)
+    plan = joint_schedule({spk: speaker_schedule(items, cfg.batch_size, cfg.epochs, cfg.seed, spk,
+                                              cfg.steps_per_speaker)
                            for spk, items in targets.items() if items})
     with tqdm(total=len(plan), desc="adapting (batched)", unit="step",
               disable=not show_progress) as progress:

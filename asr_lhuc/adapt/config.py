@@ -13,6 +13,10 @@ class AdaptConfig:
         optimizer: "adam" or "sgd" (torch.optim), over the LHUC rows only.
         lr: learning rate.
         epochs: passes over each speaker's adaptation utterances.
+        steps_per_speaker: if set, exactly this many update steps per speaker whatever its amount
+            of data (as many shuffled passes as that takes, the last one cut short) instead of
+            `epochs` passes: with `epochs`, less data also means fewer updates, which confounds
+            a comparison of data amounts.
         batch_size: utterances of one speaker per update step.
         max_batch_utts: utterances per forward pass (a step larger than this is accumulated).
         targets: "first_pass" (unsupervised: the decoded hypotheses), "oracle" (transcripts),
@@ -56,6 +60,7 @@ class AdaptConfig:
     lr: float = 0.01
     epochs: int = 5
     batch_size: int = 8
+    steps_per_speaker: int | None = None
     max_batch_utts: int = 64
     targets: str = "first_pass"
     hypotheses_file: str | None = None
@@ -91,6 +96,9 @@ class AdaptConfig:
             raise ValueError("loss frame_ce needs first-pass targets (no alignment of transcripts)")
         self._check_nbest()
         self._check_entropy()
+        if self.steps_per_speaker is not None and self.steps_per_speaker < 1:
+            raise ValueError(f"steps_per_speaker must be >= 1 (or null for `epochs` passes), "
+                             f"got {self.steps_per_speaker}")
         if not 0.0 < self.top_fraction <= 1.0:
             raise ValueError(f"top_fraction must lie in (0, 1], got {self.top_fraction}")
         if self.prior_std is not None and (self.prior_std <= 0 or self.posterior_init_std <= 0):

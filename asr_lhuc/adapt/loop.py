@@ -23,7 +23,8 @@ def adapt_per_speaker(system: AsrSystem, targets: dict[str, list], rows: dict[st
             continue
         t0 = time.perf_counter()
         plan = [{spk: batch} for batch in
-                speaker_schedule(items, cfg.batch_size, cfg.epochs, cfg.seed, spk)]
+                speaker_schedule(items, cfg.batch_size, cfg.epochs, cfg.seed, spk,
+                                 cfg.steps_per_speaker)]
         losses[spk] = run_steps(system, plan, rows, cfg)
         per_speaker[spk] = time.perf_counter() - t0
     return {"seconds": time.perf_counter() - start, "per_speaker_seconds": per_speaker,

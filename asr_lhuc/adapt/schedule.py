@@ -4,19 +4,23 @@ import random
 import zlib
 
 
-def speaker_schedule(items: list, batch_size: int, epochs: int, seed: int, spk_id: str) -> list:
-    """`epochs` shuffled passes over `items` in batches of `batch_size`: a list of batches.
+def speaker_schedule(items: list, batch_size: int, epochs: int, seed: int, spk_id: str,
+                     n_steps: int | None = None) -> list:
+    """`epochs` shuffled passes over `items` in batches of `batch_size`: a list of batches;
+    with `n_steps`, as many passes as make exactly `n_steps` batches (the last pass cut).
 
     The shuffle depends on (seed, spk_id) only, so a speaker gets the same batches whether it
     is adapted alone or together with others.
     """
     rng = random.Random(seed * 1_000_003 + zlib.crc32(spk_id.encode()))
     steps = []
-    for _ in range(epochs):
+    passes = 0
+    while (passes < epochs) if n_steps is None else (items and len(steps) < n_steps):
         order = list(items)
         rng.shuffle(order)
         steps += [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
-    return steps
+        passes += 1
+    return steps if n_steps is None else steps[:n_steps]
 
 
 def joint_schedule(per_speaker: dict[str, list]) -> list[dict[str, list]]:

@@ -7,7 +7,7 @@ were adapted alone. Rows outside the step are masked and restored (RowGuard).
 """
 
 import contextlib
-from collections import Counter
+from collections import defaultdict
 
 import torch
 
@@ -34,7 +34,7 @@ def run_steps(system: AsrSystem, plan: list[dict[str, list]], rows: dict[str, in
     params = system.freeze()
     optimizer = make_optimizer(params, cfg)
     guard = RowGuard(system.model)
-    n_utts = _utterances_per_speaker(plan, cfg.epochs)
+    n_utts = _utterances_per_speaker(plan)
     losses = []
     with _no_cudnn(system.device):
         for step in plan:
@@ -79,13 +79,14 @@ def _accumulate(system, step, rows, cfg, n_utts) -> float:
     return total
 
 
-def _utterances_per_speaker(plan, epochs: int) -> dict[str, float]:
-    """Each speaker's adaptation utterances: every epoch of the plan visits each once."""
-    counts = Counter()
+def _utterances_per_speaker(plan) -> dict[str, int]:
+    """Each speaker's number of distinct adaptation utterances in the plan (whatever the
+    number of passes, which `steps_per_speaker` may cut short)."""
+    seen = defaultdict(set)
     for step in plan:
         for spk, batch in step.items():
-            counts[spk] += len(batch)
-    return {spk: n / max(epochs, 1) for spk, n in counts.items()}
+            seen[spk].update(id(target) for target in batch)
+    return {spk: len(ids) for spk, ids in seen.items()}
 
 
 def _no_cudnn(device: torch.device):

@@ -16,6 +16,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import asr_lhuc.adapt.batched as batched_module
 import asr_lhuc.adapt.pipeline as pipeline
 import lhuc
 from asr_lhuc.adapt import (
@@ -38,6 +39,7 @@ from asr_lhuc.adapt import (
     take_seconds,
 )
 from asr_lhuc.adapt.loss import mean_ctc, utterance_ctc, utterance_loss
+from asr_lhuc.adapt.schedule import speaker_schedule
 from asr_lhuc.data import prepare_synthetic
 from asr_lhuc.decode import make_text_encoder
 from asr_lhuc.model import CTCAcousticModel
@@ -547,3 +549,35 @@ def test_held_out_split_is_written_as_manifests(tmp_path):
     assert scored == {u.id for utts in score_set.values() for u in utts}
     assert adapted == {u.id for utts in adapt_set.values() for u in utts}
     assert not scored & adapted and len(scored | adapted) == 6
+
+
+def test_a_fixed_number_of_steps_cycles_through_the_data_and_keeps_the_epoch_order():
+    items = list(range(5))
+    by_epochs = speaker_schedule(items, 2, 4, seed=1, spk_id="s")  # 3 batches a pass
+    by_steps = speaker_schedule(items, 2, 99, seed=1, spk_id="s", n_steps=7)
+    assert len(by_steps) == 7 and by_steps == by_epochs[:7]  # `epochs` is then ignored
+    assert sorted(sum(by_steps[:3], [])) == items  # each pass visits every item once
+    one = speaker_schedule([9], 4, 1, seed=1, spk_id="s", n_steps=5)
+    assert one == [[9]] * 5  # little data: the same updates count, repeated data
+    assert speaker_schedule([], 4, 1, seed=1, spk_id="s", n_steps=5) == []
+    with pytest.raises(ValueError, match="steps_per_speaker"):
+        AdaptConfig(steps_per_speaker=0)
+
+
+def test_steps_per_speaker_gives_every_data_amount_the_same_updates(corpus, trained, monkeypatch):
+    speakers = fsdd_only(corpus)
+    plans = []
+    real = batched_module.run_steps
+
+    def spy(system, plan, rows, cfg, progress=None):
+        plans.append(plan)
+        return real(system, plan, rows, cfg, progress)
+
+    monkeypatch.setattr(batched_module, "run_steps", spy)
+    cfg = CFG.replace(targets="oracle", steps_per_speaker=5)
+    short = min(u.duration for utts in speakers.values() for u in utts)
+    for seconds in (short, None):  # one utterance per speaker, then all of them
+        adapt_speakers(fresh(trained[0]), speakers, cfg.replace(max_adapt_seconds=seconds))
+    for plan in plans:
+        assert len(plan) == 5 and all(len(step) == len(speakers) for step in plan)
+    assert plans[0][0] != plans[1][0]  # the amounts differ, the number of updates does not

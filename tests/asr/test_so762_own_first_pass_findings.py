@@ -111,5 +111,18 @@ def test_row_numbers():
 
 
 def test_unknown_sweep_is_refused():
-    with pytest.raises(ValueError, match="unknown sweep 'e'"):
-        findings.build_grid(["e"], BASE_ADAPT, LAYERS)
+    with pytest.raises(ValueError, match="unknown sweep 'z'"):
+        findings.build_grid(["z"], BASE_ADAPT, LAYERS)
+
+
+def test_the_fixed_update_rows_differ_from_the_data_rows_only_in_steps_per_speaker():
+    runs, rows = grid(["b", "e"])
+    data = {r.label: runs[r.run].adapt for r in rows if r.sweep == "b"}
+    fixed = {r.label: runs[r.run].adapt for r in rows if r.sweep == "e"}
+    assert len(fixed) == 4 and len({json.dumps(a, sort_keys=True) for a in fixed.values()}) == 4
+    for seconds in (10, 30, 60):
+        both = fixed[f"{seconds} s, {findings.FIXED_STEPS} steps"]
+        assert both == {**data[f"{seconds} s"], "steps_per_speaker": findings.FIXED_STEPS}
+    assert fixed[f"all s, {findings.FIXED_STEPS} steps"]["max_adapt_seconds"] is None
+    for adapt in fixed.values():
+        AdaptConfig.from_dict(adapt)

@@ -12,6 +12,8 @@ Sweeps (each run under both protocols of own_first_pass, on top of the `--base` 
      of the speaker's utterances scored)
   c  reparameterisation (`lhuc_reparam`): 2sigmoid (the base), exp, identity, relu; `sigmoid`
      is left out: it starts at amplitude 0.5, so the "unadapted" row would change the SI model
+  e  sweep b at a fixed number of updates (`steps_per_speaker` FIXED_STEPS, what 8 epochs of
+     batches of 8 give a speaker's 20 utterances): b alone confounds less data with fewer steps
   d  the ceiling: oracle targets with target_noise 0.0-0.4 of their characters replaced, next to
      the own first pass; each row records its targets' WER/CER against the transcripts
 Runs shared between sweeps (the base) run once. Each row gives the SI, adapted and oracle
@@ -36,8 +38,9 @@ from .own_first_pass import CANDIDATES, PROTOCOLS, RECIPE, relative, run_configu
 
 logger = logging.getLogger(__name__)
 SWEEPS = {"a": "layers", "b": "adaptation data per speaker", "c": "reparameterisation",
-          "d": "target quality ceiling"}
+          "d": "target quality ceiling", "e": "adaptation data per speaker, fixed updates"}
 SECONDS = (10, 30, 60)
+FIXED_STEPS = 24
 REPARAMS = ("exp", "identity", "relu")  # beside the base's 2sigmoid; all start at amplitude 1
 NOISE = (0.1, 0.2, 0.3, 0.4)  # 0.0 is the base run's oracle
 BASE = "base"
@@ -94,6 +97,12 @@ def build_grid(sweeps, base_adapt: dict, layers: list[str]) -> tuple[dict[str, R
                 run = Run(f"seconds{seconds}", {**base_adapt, "max_adapt_seconds": seconds})
                 add(run, Row("b", f"{seconds} s", run.name))
             add(runs[BASE], Row("b", "all", BASE))
+        elif sweep == "e":
+            for seconds in (*SECONDS, None):
+                run = Run(f"seconds{seconds or 'all'}_steps{FIXED_STEPS}",
+                          {**base_adapt, "max_adapt_seconds": seconds,
+                           "steps_per_speaker": FIXED_STEPS})
+                add(run, Row("e", f"{seconds or 'all'} s, {FIXED_STEPS} steps", run.name))
         elif sweep == "c":
             add(runs[BASE], Row("c", "2sigmoid", BASE))
             for reparam in REPARAMS:

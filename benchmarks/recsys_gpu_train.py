@@ -159,26 +159,26 @@ def main(argv=None) -> None:
         f"throughput_train_{'gpu' if device.type == 'cuda' else 'cpu'}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = json.loads((args.data / "meta.json").read_text())
+    fixed = {  # what does not change between configurations: read once
+        "data": {"folder": str(args.data), "rows": meta["rows"],
+                 "personal_vocab": meta["personal_vocab"],
+                 "bytes_on_disk": sum(p.stat().st_size for p in args.data.rglob("*.parquet"))},
+        "hidden": args.hidden, "tables": args.tables, "loader_workers": args.loader_workers,
+        "steps": args.steps, "warmup": args.warmup, "amp": args.amp,
+        "device": (torch.cuda.get_device_name(device) if device.type == "cuda" else
+                   f"cpu ({platform.processor() or platform.machine()}, "
+                   f"{torch.get_num_threads()} threads)"),
+        "note": args.note, "torch": torch.__version__,
+        "command": " ".join([f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')}",
+                             "python", *sys.argv]),
+    }
+    n_configs = len(args.batch_sizes) * len(args.models) * len(args.modes)
 
     def save(rows: list[dict]) -> None:
-        result = {
-            "rows": rows,
-            "complete": len(rows) == len(args.batch_sizes) * len(args.models) * len(args.modes),
-            "data": {"folder": str(args.data), "rows": meta["rows"],
-                     "personal_vocab": meta["personal_vocab"],
-                     "bytes_on_disk": sum(p.stat().st_size for p in args.data.rglob("*.parquet"))},
-            "hidden": args.hidden, "tables": args.tables, "loader_workers": args.loader_workers,
-            "steps": args.steps, "warmup": args.warmup,
-            "amp": args.amp,
-            "device": (torch.cuda.get_device_name(device) if device.type == "cuda" else
-                       f"cpu ({platform.processor() or platform.machine()}, "
-                       f"{torch.get_num_threads()} threads)"),
-            "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
-            "load_average_1min_at_end": round(os.getloadavg()[0], 2), "note": args.note,
-            "torch": torch.__version__,
-            "command": " ".join([f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')}",
-                                 "python", *sys.argv]),
-        }
+        peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        result = {"rows": rows, "complete": len(rows) == n_configs, **fixed,
+                  "peak_rss_gib": round(peak_rss, 2),
+                  "load_average_1min_at_end": round(os.getloadavg()[0], 2)}
         out.write_text(json.dumps(result, indent=2) + "\n")
 
     measure(args, device, save)

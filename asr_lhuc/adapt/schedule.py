@@ -13,14 +13,17 @@ def speaker_schedule(items: list, batch_size: int, epochs: int, seed: int, spk_i
     is adapted alone or together with others.
     """
     rng = random.Random(seed * 1_000_003 + zlib.crc32(spk_id.encode()))
-    steps = []
-    passes = 0
-    while (passes < epochs) if n_steps is None else (items and len(steps) < n_steps):
+    def one_pass() -> list:
         order = list(items)
         rng.shuffle(order)
-        steps += [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
-        passes += 1
-    return steps if n_steps is None else steps[:n_steps]
+        return [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
+
+    if n_steps is None:
+        return [batch for _ in range(epochs) for batch in one_pass()]
+    steps = []
+    while items and len(steps) < n_steps:
+        steps += one_pass()
+    return steps[:n_steps]
 
 
 def joint_schedule(per_speaker: dict[str, list]) -> list[dict[str, list]]:

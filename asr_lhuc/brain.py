@@ -166,21 +166,28 @@ class LHUCCTCBrain(sb.Brain):
 
 
     def init_optimizers(self):
-        """One optimizer; fine-tuned Whisper blocks learn at ``whisper_lr_scale`` x lr (a
-        pretrained Transformer wants a far smaller step than the head trained from scratch)."""
-        scale = getattr(self.hparams, "whisper_lr_scale", 1.0)
-        scaled = [(self.model.whisper_top, scale)] if self.model.whisper_top is not None else []
-        scaled = [(m, scale) for m, scale in scaled if scale != 1.0]
-        if not scaled or self.opt_class is None:
+        """One optimizer with a share of the lr per part: fine-tuned Whisper blocks learn at
+        ``whisper_lr_scale`` x lr (a pretrained Transformer wants a far smaller step than the
+        head trained from scratch); the LHUC tables at ``lhuc_lr_scale`` x lr (SAT started from
+        an SI model at a fine-tuning lr would otherwise leave every speaker row near 1)."""
+        parts = [(lhuc.lhuc_parameters(self.model), getattr(self.hparams, "lhuc_lr_scale", 1.0))]
+        if self.model.whisper_top is not None:
+            parts.append((list(self.model.whisper_top.parameters()),
+                          getattr(self.hparams, "whisper_lr_scale", 1.0)))
+        parts = [(params, scale) for params, scale in parts if scale != 1.0 and params]
+        if not parts or self.opt_class is None:
             return super().init_optimizers()
-        own = {id(p) for m, _ in scaled for p in m.parameters()}
-        rest = [p for p in self.modules.parameters() if id(p) not in own and p.requires_grad]
+        taken, groups = set(), []
+        for params, scale in parts:  # LHUC first: tables inside Whisper blocks are theirs
+            own = [p for p in params if p.requires_grad and id(p) not in taken]
+            taken |= {id(p) for p in own}
+            groups.append((own, scale))
+        rest = [p for p in self.modules.parameters() if id(p) not in taken and p.requires_grad]
         self.optimizer = self.opt_class([{"params": rest, "lr_scale": 1.0}])
         base_lr = self.optimizer.param_groups[0]["lr"]
-        for module, scale in scaled:
-            self.optimizer.add_param_group({
-                "params": [p for p in module.parameters() if p.requires_grad],
-                "lr": base_lr * scale, "lr_scale": scale})
+        for params, scale in groups:
+            self.optimizer.add_param_group({"params": params, "lr": base_lr * scale,
+                                            "lr_scale": scale})
         self.optimizers_dict = {"opt_class": self.optimizer}
         if self.checkpointer is not None:
             self.checkpointer.add_recoverable("optimizer", self.optimizer)

@@ -10,6 +10,7 @@ Systems (any subset, in the YAML's ``systems`` list):
   si_lhuc_online  utterance n decoded with the row learned on 1..n-1 (SI first pass)
   sat_si_mode     the SAT-LHUC model decoded with its SI row
   sat_lhuc        the SAT-LHUC model + unsupervised LHUC from its SI-mode first pass
+  sat_lhuc_oracle the SAT-LHUC model + LHUC with the true transcripts (its upper bound)
 Every run starts from a fresh copy of the loaded checkpoint; adapters go to the adaptation's own
 folder (``output_folder/adapters/<system>``), never to a training checkpointer.
 """
@@ -52,7 +53,8 @@ from .utterances import load_speakers
 logger = logging.getLogger(__name__)
 UNSUPERVISED = {"si_lhuc": "si", "sat_lhuc": "sat_si_mode"}
 # (adapted system, the system it is compared with) for relative reductions and plots
-COMPARISONS = [*UNSUPERVISED.items(), ("si_lhuc_oracle", "si"), ("si_lhuc_online", "si"),
+COMPARISONS = [*UNSUPERVISED.items(), ("si_lhuc_oracle", "si"), ("sat_lhuc_oracle", "sat_si_mode"),
+               ("si_lhuc_online", "si"),
                ("si_lhuc_external", "si"), ("sat_lhuc_external", "sat_si_mode")]
 
 
@@ -128,12 +130,12 @@ def run_system(name: str, models: Models, data: dict, cfg: AdaptConfig, hp: dict
             raw = score(score_set, online_hypotheses(plain, score_set, cfg))
             result.update(wer_no_lexicon=raw["wer"], cer_no_lexicon=raw["cer"])
         return result
-    if name == "si_lhuc_oracle":  # one transcript per utterance: no N-best
+    if name.endswith("_lhuc_oracle"):  # one transcript per utterance: no N-best
         cfg = cfg.replace(targets="oracle", nbest=1)
     elif name.endswith("_external"):  # AdaptConfig rejects a missing hypotheses_file
         cfg = cfg.replace(targets="external", hypotheses_file=hp.get("hypotheses_file"),
                           nbest=1)
-    elif name == "sat_lhuc":
+    if name in ("sat_lhuc", "sat_lhuc_oracle"):  # the same starting row, so they compare
         cfg = cfg.replace(row_init=sat_row_init or hp.get("sat_row_init", cfg.row_init))
     info = adapt_speakers(system, adapt_set, cfg, mode, show_progress=True)
     result = _with_raw(system, score(score_set, decode_speakers(system, score_set, info["rows"])),

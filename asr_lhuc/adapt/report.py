@@ -5,7 +5,7 @@ from pathlib import Path
 
 SYSTEMS = ("si", "si_lhuc", "sat_si_mode", "sat_lhuc", "si_lhuc_oracle")
 PAIRS = (("si", "si_lhuc"), ("sat_si_mode", "sat_lhuc"), ("si", "si_lhuc_oracle"),
-         ("si", "si_lhuc_online"))
+         ("sat_si_mode", "sat_lhuc_oracle"), ("si", "si_lhuc_online"))
 
 
 def relative_reduction(before: float, after: float) -> float:

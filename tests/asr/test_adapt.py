@@ -438,7 +438,8 @@ def test_recipe_writes_adapt_json(corpus, trained, tmp_path):
           "sat_checkpoint": str(tmp_path / "sat.pt"), "lhuc_targets": TARGETS,
           "test_csv": str(corpus["root"] / "fsdd" / "test.csv"), "max_utts": 3,
           "protocol": "transductive", "mode": "batched", "compare_loop": True,
-          "systems": ["si", "si_lhuc", "sat_si_mode", "sat_lhuc", "si_lhuc_oracle"],
+          "systems": ["si", "si_lhuc", "sat_si_mode", "sat_lhuc", "si_lhuc_oracle",
+                      "sat_lhuc_oracle"],
           "adapt": {"lr": 0.05, "epochs": 2, "batch_size": 4},
           "output_folder": str(tmp_path / "exp"), "results_folder": str(tmp_path / "res")}
     payload = run(hp, None, "pytest")
@@ -450,10 +451,14 @@ def test_recipe_writes_adapt_json(corpus, trained, tmp_path):
     for name, checkpoint, folder in (
             ("si", "si.pt", None), ("sat_si_mode", "sat.pt", None),
             ("si_lhuc", "si.pt", "si_lhuc_batched"), ("sat_lhuc", "sat.pt", "sat_lhuc_batched"),
-            ("si_lhuc_oracle", "si.pt", "si_lhuc_oracle_batched")):
+            ("si_lhuc_oracle", "si.pt", "si_lhuc_oracle_batched"),
+            ("sat_lhuc_oracle", "sat.pt", "sat_lhuc_oracle_batched")):
         want = _rescored(tmp_path / checkpoint, speakers, folder and adapters / folder)
         assert (saved[name]["wer"], saved[name]["cer"]) == (want["wer"], want["cer"]), name
     assert saved["si_lhuc_oracle"]["cer"] < saved["si"]["cer"]  # true transcripts do help
+    # The SAT oracle adapts the SAT model towards the transcripts, the SAT run towards its first pass.
+    assert saved["target_quality"]["sat_lhuc_oracle"]["wer"] == 0.0
+    assert saved["target_quality"]["sat_lhuc"]["wer"] > 0.0
     for key in ("speakers_improved", "loop_seconds", "batched_seconds", "checkpoint", "command"):
         assert key in saved
     assert saved["loop_seconds"] > 0 and saved["batched_seconds"] > 0

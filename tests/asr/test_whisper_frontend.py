@@ -317,6 +317,33 @@ def test_recipe_fine_tunes_whisper_top_from_a_frozen_front_end_model(tmp_path):
     assert (tmp_path / "features" / "whisper-base@block5").is_dir()
 
 
+@needs_so762
+def test_sat_lhuc_inside_fine_tuned_blocks_with_its_own_lr(tmp_path):
+    """Lever 2 of issue 15: SAT-LHUC with rows inside the fine-tuned Whisper block, started from a
+    frozen-front-end SI model; the tables learn at lhuc_lr_scale x lr, the block at a tenth."""
+    frozen = run_recipe(tiny_recipe_args(tmp_path, "--rnn_layers", "1", "--rnn_neurons", "32"),
+                        prepare_speechocean762, "train.py")
+    sat_out = tmp_path / "sat"
+    args = tiny_recipe_args(tmp_path, "--rnn_layers", "1", "--rnn_neurons", "32",
+                            "--whisper_trainable_blocks", "1", "--mode", "sat_lhuc",
+                            "--lhuc_targets", "[whisper_top.blocks.0.mlp.1, projection.act]",
+                            "--lhuc_lr_scale", "10")
+    args = [a.replace(str(tmp_path / "out"), str(sat_out)) for a in args]
+    res = run_recipe([*args, "--init_from", frozen["checkpoint"]], prepare_speechocean762,
+                     "train.py")
+    assert res["mode"] == "sat_lhuc" and res["lhuc_params"] == 4 * (2048 + 32)  # 3 speakers + SI
+    saved = torch.load(sat_out / "pretrained.pt", weights_only=True)["state_dict"]
+    rows = saved["whisper_top.blocks.0.mlp.1.lhuc_table.rows"]
+    assert rows.shape == (3, 2048)
+    # 9 Adam steps move a parameter by at most 9 x its lr: 0.027 at the base lr 0.003, so
+    # rows beyond that learned at the scaled lr (0.03); the block itself at 0.0003.
+    assert float(rows.abs().max()) > 0.05
+    model, _, _, _ = load_pretrained(sat_out / "pretrained.pt")
+    moved = saved["whisper_top.blocks.0.mlp.0.weight"].float()
+    original = model.compute_features.encoder.blocks[5].mlp[0].weight
+    assert 0 < float((moved - original).abs().max()) < 0.0031
+
+
 def test_lhuc_inside_fine_tuned_whisper_blocks_adapts_through_the_prefix_cache(tmp_path):
     from asr_lhuc.adapt import PrefixCache, SpeakerUtterance
     model = CTCAcousticModel(n_tokens=29, frontend="whisper", cnn_blocks=0, time_pooling_size=2,

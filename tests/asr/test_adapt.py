@@ -456,7 +456,7 @@ def test_recipe_writes_adapt_json(corpus, trained, tmp_path):
         want = _rescored(tmp_path / checkpoint, speakers, folder and adapters / folder)
         assert (saved[name]["wer"], saved[name]["cer"]) == (want["wer"], want["cer"]), name
     assert saved["si_lhuc_oracle"]["cer"] < saved["si"]["cer"]  # true transcripts do help
-    # The SAT oracle adapts the SAT model towards the transcripts, the SAT run towards its first pass.
+    # The SAT oracle adapts towards the transcripts, sat_lhuc towards its own first pass.
     assert saved["target_quality"]["sat_lhuc_oracle"]["wer"] == 0.0
     assert saved["target_quality"]["sat_lhuc"]["wer"] > 0.0
     for key in ("speakers_improved", "loop_seconds", "batched_seconds", "checkpoint", "command"):

@@ -30,6 +30,13 @@ class AdaptConfig:
             best-path frame labels (frame-level targets, as hybrid systems used; first_pass
             only), or "entropy": the mean frame entropy of the outputs alone (SUTA, Lin et al.
             2022: no hypotheses, so nothing is decoded for targets).
+        frame_labels: the frame labels of loss "frame_ce": "best_path", the first pass's own
+            argmax path (first-pass targets only), or "aligned", the target text force-aligned
+            (CTC Viterbi) to the first pass's posteriors, so the labels spell the target even
+            where beam search with an LM, or the lexicon, changed it; any targets.
+        word_confidence: with frame_labels "aligned": a word's confidence is the mean posterior
+            of its aligned characters' frames; the frames of words below this are left out of
+            the loss (an utterance with no word left is dropped as low-confidence). 0 keeps all.
         nbest: first-pass targets from each utterance's `nbest` best distinct beam-search
             hypotheses y_n; the CTC loss becomes sum_n w_n * CTC(y_n), w = softmax(nbest_scale
             * total decoder score). Needs beam search (beam_size >= nbest); 1: the 1-best.
@@ -66,6 +73,8 @@ class AdaptConfig:
     hypotheses_file: str | None = None
     target_noise: float = 0.0
     loss: str = "ctc"
+    frame_labels: str = "best_path"
+    word_confidence: float = 0.0
     nbest: int = 1
     nbest_scale: float = 1.0
     entropy_weight: float = 0.0
@@ -92,8 +101,7 @@ class AdaptConfig:
             raise ValueError("targets 'external' needs hypotheses_file (JSON: utt id -> text)")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
-        if self.loss == "frame_ce" and self.targets != "first_pass":
-            raise ValueError("loss frame_ce needs first-pass targets (no alignment of transcripts)")
+        self._check_frame_labels()
         self._check_nbest()
         self._check_entropy()
         if self.steps_per_speaker is not None and self.steps_per_speaker < 1:
@@ -107,6 +115,21 @@ class AdaptConfig:
             raise ValueError(f"si_kl must lie in [0, 1), got {self.si_kl}")
         if self.epochs < 0 or self.batch_size < 1 or self.rounds < 1:
             raise ValueError("need epochs >= 0, batch_size >= 1 and rounds >= 1")
+
+    def _check_frame_labels(self):
+        if self.frame_labels not in ("best_path", "aligned"):
+            raise ValueError("frame_labels must be 'best_path' or 'aligned', "
+                             f"got {self.frame_labels!r}")
+        if self.loss == "frame_ce" and self.frame_labels == "best_path" \
+                and self.targets != "first_pass":
+            raise ValueError(f"loss frame_ce on the best path needs first-pass targets (targets "
+                             f"are {self.targets!r}): set frame_labels: aligned to align them")
+        if not 0.0 <= self.word_confidence <= 1.0:
+            raise ValueError(f"word_confidence must lie in [0, 1], got {self.word_confidence}")
+        if self.word_confidence > 0 and (self.loss != "frame_ce" or self.frame_labels != "aligned"):
+            raise ValueError("word_confidence leaves low-confidence words' frames out of the frame "
+                             "loss: it needs loss: frame_ce and frame_labels: aligned (got loss "
+                             f"{self.loss!r}, frame_labels {self.frame_labels!r})")
 
     def _check_nbest(self):
         if self.nbest < 1:

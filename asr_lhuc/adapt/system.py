@@ -7,6 +7,7 @@ LHUC trainable. This wrapper gives exactly those over `asr_lhuc.model.CTCAcousti
 
 import torch
 from torch import nn
+from torchaudio.functional import forced_align
 
 import lhuc
 from asr_lhuc.decode import beam_nbest, beam_texts, nbest_searcher
@@ -135,6 +136,20 @@ class AsrSystem:
             paths += [best[b, :n] for b, n in enumerate(frames.tolist())]
         return paths
 
+    @torch.no_grad()
+    def aligned_paths(self, utts: list[SpeakerUtterance], targets: list[torch.Tensor],
+                      ids: torch.Tensor | None = None, batch_size: int = 16
+                      ) -> list[tuple[torch.Tensor, torch.Tensor] | None]:
+        """Per utterance, the CTC Viterbi alignment of `targets[i]` (ids) to the posteriors with
+        rows `ids`: (frame labels (T,), each frame's posterior of its label (T,)); None where
+        the target cannot be aligned (empty, or longer than the frames allow)."""
+        out = []
+        for start, (log_probs, frames) in zip(range(0, len(utts), batch_size),
+                                              self._batches(utts, ids, batch_size)):
+            for b, n in enumerate(frames.tolist()):
+                out.append(align(log_probs[b, :n].float().cpu(), targets[start + b], self.blank))
+        return out
+
     def ids_to_text(self, ids: list[int]) -> str:
         labels = self.text_encoder.decode_ndim(ids)
         text = "".join(" " if lab == self.space else lab for lab in labels)
@@ -155,6 +170,17 @@ def collapse(best: list[int], blank: int) -> list[int]:
             out.append(token)
         prev = token
     return out
+
+
+def align(log_probs: torch.Tensor, target: torch.Tensor, blank: int
+          ) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(labels (T,), posteriors (T,)) of the best CTC path of `target` through `log_probs`
+    (T, V), or None if there is none (an empty target, or too few frames)."""
+    repeats = int((target[1:] == target[:-1]).sum()) if len(target) > 1 else 0
+    if len(target) == 0 or len(target) + repeats > log_probs.shape[0]:
+        return None
+    labels, scores = forced_align(log_probs[None], target[None].long(), blank=blank)
+    return labels[0], scores[0].exp()
 
 
 def confidence(log_probs: torch.Tensor, blank: int) -> float:

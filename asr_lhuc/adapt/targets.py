@@ -67,6 +67,8 @@ def make_targets(system: AsrSystem, speakers: dict[str, list[SpeakerUtterance]],
         usable = [t for t in candidates if len(t.ids) > 0 or cfg.loss == "entropy"]
         report.empty[spk] = len(candidates) - len(usable)
         kept = select_confident(usable, cfg.min_confidence, cfg.top_fraction)
+        if cfg.word_confidence > 0:  # an utterance none of whose words is confident enough
+            kept = [t for t in kept if has_a_word(t.frames, system.blank, space_id(system))]
         report.low_confidence[spk] = len(usable) - len(kept)
         report.kept[spk] = len(kept)
         targets[spk] = kept
@@ -93,10 +95,51 @@ def speaker_candidates(system: AsrSystem, utts: list[SpeakerUtterance], cfg: Ada
     else:
         texts, confs = system.decode(utts, row, snap=True)
     candidates = [Target(u, t, system.text_to_ids(t), c) for u, t, c in zip(utts, texts, confs)]
-    if cfg.loss == "frame_ce":
+    if cfg.loss == "frame_ce" and cfg.frame_labels == "aligned":
+        paths = system.aligned_paths(utts, [t.ids for t in candidates], row)
+        for target, path in zip(candidates, paths):
+            target.frames = (torch.full((0,), IGNORED) if path is None else
+                             confident_word_frames(*path, system.blank, space_id(system),
+                                                   cfg.word_confidence))
+    elif cfg.loss == "frame_ce":
         for target, path in zip(candidates, system.best_paths(utts, row)):
             target.frames = path
     return candidates
+
+
+IGNORED = -100  # the frame label that F.nll_loss leaves out (its ignore_index)
+
+
+def has_a_word(frames: torch.Tensor, blank: int, space: int) -> bool:
+    """Whether frame labels keep a character (not only blanks, spaces and left-out frames)."""
+    return bool(((frames != IGNORED) & (frames != blank) & (frames != space)).any())
+
+
+def space_id(system: AsrSystem) -> int:
+    """The word separator's id (-1 for a model without one)."""
+    return system.text_encoder.lab2ind.get(system.space, -1) if system.space else -1
+
+
+def confident_word_frames(labels: torch.Tensor, posteriors: torch.Tensor, blank: int,
+                          space: int, threshold: float) -> torch.Tensor:
+    """Frame labels with the frames of low-confidence words set to IGNORED.
+
+    A word is a run of aligned character frames between spaces (blank frames inside it
+    included); its confidence is the mean posterior of those character frames. The blank and
+    space frames around words stay: they are labels too, and mostly right."""
+    labels = labels.clone()
+    chars = [t for t, lab in enumerate(labels.tolist()) if lab not in (blank, space)]
+    words, current = [], []
+    for t in chars:  # a space (or the end) between two character frames ends a word
+        if current and bool((labels[current[-1] + 1: t] == space).any()):
+            words.append(current)
+            current = []
+        current.append(t)
+    words += [current] if current else []
+    for frames in words:
+        if float(posteriors[frames].mean()) < threshold:
+            labels[frames[0]: frames[-1] + 1] = IGNORED
+    return labels
 
 
 def nbest_weights(scores: list[float], scale: float) -> torch.Tensor:

@@ -96,3 +96,23 @@ def test_frame_loss_skips_left_out_frames_and_adapts(speakers):
     row = info["rows"][spk]
     tables = lhuc_tables(system.model).values()
     assert any(float(table.rows[row].abs().max()) > 0 for table in tables)  # the row learned
+
+
+def test_recipe_runs_word_confidence_with_its_oracle(tmp_path):
+    """The recipe's si_lhuc (word confidence) and its oracle (aligned transcripts, every word)."""
+    from synthetic_adapt_helpers import PRETRAINED, TARGETS
+
+    from asr_lhuc.adapt.recipe import run
+
+    tiny_test_speakers(tmp_path / "data")
+    hp = {"corpus": "tiny", "seed": 1, "si_checkpoint": str(PRETRAINED / "si.pt"),
+          "lhuc_targets": TARGETS, "test_csv": str(tmp_path / "data" / "test.csv"),
+          "protocol": "transductive", "mode": "batched", "compare_loop": False,
+          "systems": ["si", "si_lhuc", "si_lhuc_oracle"], "save_adapters": False,
+          "adapt": {"lr": 0.05, "epochs": 2, "batch_size": 4, "loss": "frame_ce",
+                    "frame_labels": "aligned", "word_confidence": 0.9},
+          "output_folder": str(tmp_path / "exp"), "results_folder": str(tmp_path / "res")}
+    payload = run(hp, None, "pytest")
+    quality = payload["target_quality"]
+    assert quality["si_lhuc_oracle"]["wer"] == 0.0 and quality["si_lhuc"]["wer"] > 0.0
+    assert payload["si_lhuc_oracle"]["cer"] < payload["si"]["cer"]

@@ -8,7 +8,8 @@ The SI system is the committed `whisper_si.pt` with beam 10 + the training-trans
 (both passes, no lexicon); LHUC sits on the head's layers (`adapt_whisper.yaml`). Each candidate
 (plain LHUC, Bayesian LHUC with a few prior widths, the KL-to-SI-output term, a smaller
 learning rate, confidence selection of the targets, a second round, N-best targets with
-posterior weights, entropy minimisation alone or beside CTC) adapts the validation speakers
+posterior weights, entropy minimisation alone or beside CTC, frame targets aligned to the 1-best
+with or without word confidence) adapts the validation speakers
 under both protocols (transductive: adapt on and score all utterances; held out: adapt on half
 of each speaker's, score the other half); the candidate with the lowest mean
 relative WER change over the two is chosen, and only it (beside plain LHUC, the baseline) is
@@ -45,6 +46,11 @@ CANDIDATES = {  # name: changes to the YAML's `adapt:` block
     # SUTA's smoothing temperature (2.5) and a tenth of the step (at lr 0.02 it raised WER)
     "entropy_t2.5_lr0.002": {"loss": "entropy", "entropy_temperature": 2.5, "lr": 0.002},
     "ctc_entropy0.3": {"entropy_weight": 0.3},  # 1-best CTC + 0.3 * frame entropy
+    # frame cross-entropy on the 1-best force-aligned to the first pass's posteriors, all words
+    # or only those whose mean character posterior reaches 0.7 / 0.9 (word confidence)
+    "frame_aligned": {"loss": "frame_ce", "frame_labels": "aligned"},
+    "word_conf0.7": {"loss": "frame_ce", "frame_labels": "aligned", "word_confidence": 0.7},
+    "word_conf0.9": {"loss": "frame_ce", "frame_labels": "aligned", "word_confidence": 0.9},
 }
 PROTOCOLS = ("transductive", "held_out")
 

@@ -54,8 +54,8 @@ logger = logging.getLogger(__name__)
 UNSUPERVISED = {"si_lhuc": "si", "sat_lhuc": "sat_si_mode"}
 # (adapted system, the system it is compared with) for relative reductions and plots
 COMPARISONS = [*UNSUPERVISED.items(), ("si_lhuc_oracle", "si"), ("sat_lhuc_oracle", "sat_si_mode"),
-               ("si_lhuc_online", "si"),
-               ("si_lhuc_external", "si"), ("sat_lhuc_external", "sat_si_mode")]
+               ("si_lhuc_online", "si"), ("si_lhuc_external", "si"),
+               ("sat_lhuc_external", "sat_si_mode")]
 
 
 class Models:

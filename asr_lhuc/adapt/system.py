@@ -43,6 +43,7 @@ class AsrSystem:
             raise ValueError(f"adaptation works on character units; this model's outputs are "
                              f"subword pieces ({pieces[:3]}...): train it with units: characters")
         self.space = next((s for s in SPACE_LABELS if s in labels), None)
+        self.space_id = labels[self.space] if self.space is not None else -1  # -1: no separator
 
     def freeze(self) -> list[nn.Parameter]:
         """Eval mode everywhere (no dropout, frozen BatchNorm/normalisation statistics) and
@@ -143,11 +144,10 @@ class AsrSystem:
         """Per utterance, the CTC Viterbi alignment of `targets[i]` (ids) to the posteriors with
         rows `ids`: (frame labels (T,), each frame's posterior of its label (T,)); None where
         the target cannot be aligned (empty, or longer than the frames allow)."""
-        out = []
-        for start, (log_probs, frames) in zip(range(0, len(utts), batch_size),
-                                              self._batches(utts, ids, batch_size)):
-            for b, n in enumerate(frames.tolist()):
-                out.append(align(log_probs[b, :n].float().cpu(), targets[start + b], self.blank))
+        pending, out = iter(targets), []
+        for log_probs, frames in self._batches(utts, ids, batch_size):
+            out += [align(log_probs[b, :n].float().cpu(), next(pending), self.blank)
+                    for b, n in enumerate(frames.tolist())]
         return out
 
     def ids_to_text(self, ids: list[int]) -> str:

@@ -68,7 +68,7 @@ def make_targets(system: AsrSystem, speakers: dict[str, list[SpeakerUtterance]],
         report.empty[spk] = len(candidates) - len(usable)
         kept = select_confident(usable, cfg.min_confidence, cfg.top_fraction)
         if cfg.word_confidence > 0:  # an utterance none of whose words is confident enough
-            kept = [t for t in kept if has_a_word(t.frames, system.blank, space_id(system))]
+            kept = [t for t in kept if has_a_word(t.frames, system.blank, system.space_id)]
         report.low_confidence[spk] = len(usable) - len(kept)
         report.kept[spk] = len(kept)
         targets[spk] = kept
@@ -99,7 +99,7 @@ def speaker_candidates(system: AsrSystem, utts: list[SpeakerUtterance], cfg: Ada
         paths = system.aligned_paths(utts, [t.ids for t in candidates], row)
         for target, path in zip(candidates, paths):
             target.frames = (torch.full((0,), IGNORED) if path is None else
-                             confident_word_frames(*path, system.blank, space_id(system),
+                             confident_word_frames(*path, system.blank, system.space_id,
                                                    cfg.word_confidence))
     elif cfg.loss == "frame_ce":
         for target, path in zip(candidates, system.best_paths(utts, row)):
@@ -115,11 +115,6 @@ def has_a_word(frames: torch.Tensor, blank: int, space: int) -> bool:
     return bool(((frames != IGNORED) & (frames != blank) & (frames != space)).any())
 
 
-def space_id(system: AsrSystem) -> int:
-    """The word separator's id (-1 for a model without one)."""
-    return system.text_encoder.lab2ind.get(system.space, -1) if system.space else -1
-
-
 def confident_word_frames(labels: torch.Tensor, posteriors: torch.Tensor, blank: int,
                           space: int, threshold: float) -> torch.Tensor:
     """Frame labels with the frames of low-confidence words set to IGNORED.
@@ -128,15 +123,10 @@ def confident_word_frames(labels: torch.Tensor, posteriors: torch.Tensor, blank:
     included); its confidence is the mean posterior of those character frames. The blank and
     space frames around words stay: they are labels too, and mostly right."""
     labels = labels.clone()
-    chars = [t for t, lab in enumerate(labels.tolist()) if lab not in (blank, space)]
-    words, current = [], []
-    for t in chars:  # a space (or the end) between two character frames ends a word
-        if current and bool((labels[current[-1] + 1: t] == space).any()):
-            words.append(current)
-            current = []
-        current.append(t)
-    words += [current] if current else []
-    for frames in words:
+    word = torch.cumsum(labels == space, 0)  # each frame's word: spaces separate them
+    is_char = (labels != blank) & (labels != space)
+    for w in word[is_char].unique():
+        frames = (is_char & (word == w)).nonzero().squeeze(1)
         if float(posteriors[frames].mean()) < threshold:
             labels[frames[0]: frames[-1] + 1] = IGNORED
     return labels

@@ -84,6 +84,9 @@ class CTCAcousticModel(nn.Module):
     encoder_type : "crdnn" (CNN/RNN/DNN), the only head (stored in checkpoints' configs).
     whisper_trainable_blocks : fine-tune Whisper's top N blocks (and final norm) as part of the
         model (`self.whisper_top`); the front end then caches the output of the blocks below.
+    pack_rnn : the RNN skips each utterance's padding (packed sequences), so an utterance's
+        outputs do not depend on the longer ones batched with it. Off by default: the
+        committed checkpoints were trained and measured with padding reaching the backward RNN.
 
     ``self.config`` keeps these arguments so that `asr_lhuc.pretrained` can rebuild the model.
     """
@@ -95,7 +98,8 @@ class CTCAcousticModel(nn.Module):
                  rnn_bidirectional: bool = True, dnn_blocks: int = 2, dnn_neurons: int = 256,
                  dropout: float = 0.15, frontend: str = "fbank", whisper_model: str = "base",
                  feature_cache_dir: str | None = None, projection_dim: int = -1,
-                 encoder_type: str = "crdnn", whisper_trainable_blocks: int = 0):
+                 encoder_type: str = "crdnn", whisper_trainable_blocks: int = 0,
+                 pack_rnn: bool = False):
         super().__init__()
         self.config = dict(
             n_tokens=n_tokens, n_mels=n_mels, sample_rate=sample_rate, cnn_blocks=cnn_blocks,
@@ -106,6 +110,7 @@ class CTCAcousticModel(nn.Module):
             dropout=dropout, frontend=frontend, whisper_model=whisper_model,
             feature_cache_dir=feature_cache_dir, projection_dim=projection_dim,
             encoder_type=encoder_type, whisper_trainable_blocks=whisper_trainable_blocks,
+            pack_rnn=pack_rnn,
         )
         if encoder_type != "crdnn":  # a Conformer head was tried and gained nothing
             raise ValueError(f"encoder_type must be 'crdnn', got {encoder_type!r} (the "
@@ -174,9 +179,15 @@ class CTCAcousticModel(nn.Module):
             feats = self.whisper_top(feats, front.frame_lens)
         return self.normalize(feats, front.lens)
 
-    def encode(self, feats: torch.Tensor) -> torch.Tensor:
-        """CTC log-probabilities (B, T', n_tokens) from normalised features."""
-        return self.ctc_lin(self.encoder(feats)).log_softmax(dim=-1)
+    def encode(self, feats: torch.Tensor, lens: torch.Tensor | None = None) -> torch.Tensor:
+        """CTC log-probabilities (B, T', n_tokens) from normalised features; with `pack_rnn`,
+        `lens` (relative lengths) keep each utterance's padding out of the RNN."""
+        hidden = run_layers(self.encoder.values(), feats, self.rnn_lengths(lens))
+        return self.ctc_lin(hidden).log_softmax(dim=-1)
+
+    def rnn_lengths(self, lens: torch.Tensor | None) -> torch.Tensor | None:
+        """The relative lengths the RNN should skip padding with (None: it runs over padding)."""
+        return lens if self.config["pack_rnn"] else None
 
     def forward(self, wavs: torch.Tensor, wav_lens: torch.Tensor, feature_augment=None,
                 utt_ids: list[str] | None = None, speeds: list[int] | None = None):
@@ -189,7 +200,7 @@ class CTCAcousticModel(nn.Module):
         feats, lens = self.features_and_lengths(wavs, wav_lens, utt_ids, speeds)
         if feature_augment is not None and self.training:
             feats = feature_augment(feats)
-        return self.encode(feats), lens
+        return self.encode(feats, lens), lens
 
     def attach_speaker_lhuc(self, target_modules: list[str], num_speakers: int,
                             sat_gamma: float = 0.0, sat_level: str = "utterance",
@@ -238,6 +249,25 @@ class CTCAcousticModel(nn.Module):
     def train(self, mode: bool = True):
         # A frozen model stays in eval mode even when a Brain calls modules.train().
         return super().train(mode and not self.frozen)
+
+
+def run_layers(layers, x: torch.Tensor, lens: torch.Tensor | None = None) -> torch.Tensor:
+    """Apply encoder layers in order, as SpeechBrain's Sequential does (a tuple output passes
+    on its first element); with relative lengths `lens`, RNN layers run on packed sequences."""
+    for layer in layers:
+        x = _rnn_skipping_padding(layer, x, lens) if lens is not None and \
+            isinstance(layer, tuple(RNN_CLASSES.values())) else layer(x)
+        if isinstance(x, tuple):
+            x = x[0]
+    return x
+
+
+def _rnn_skipping_padding(rnn: nn.Module, x: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
+    """A SpeechBrain RNN over packed sequences, its output padded back to x's frame count."""
+    frames = torch.round(lens * x.shape[1]).clamp(1, x.shape[1])
+    # SpeechBrain truncates lengths * T to whole frames; the half keeps that the rounded count
+    out = rnn(x, lengths=(frames + 0.5) / x.shape[1])[0]
+    return nn.functional.pad(out, (0, 0, 0, x.shape[1] - out.shape[1]))
 
 
 def _whisper_parts(model: str, cache_dir: str | None, trainable_blocks: int):

@@ -93,13 +93,17 @@ def pretrained_results(path: str | Path) -> dict:
 
 
 def load_pretrained(path: str | Path, device: str | torch.device = "cpu",
-                    feature_cache_dir=STORED_CACHE_DIR):
+                    feature_cache_dir=STORED_CACHE_DIR, pack_rnn: bool | None = None):
     """Return (model: eval mode, float32, on `device`), text_encoder, speaker_map, hparams text.
 
     `feature_cache_dir`: where a Whisper/Moonshine front end keeps its features (None: memory
-    only); by default the folder stored in the file, as it was when the model was trained."""
+    only); by default the folder stored in the file, as it was when the model was trained.
+    `pack_rnn`: run the RNN on packed sequences (True) or over padding (False); None: as
+    stored (checkpoints from before the option: False)."""
     blob = read_checkpoint(path)
     config = dict(blob["model_config"])
+    if pack_rnn is not None:
+        config["pack_rnn"] = bool(pack_rnn)
     if feature_cache_dir is not STORED_CACHE_DIR:
         config["feature_cache_dir"] = None if feature_cache_dir is None else str(feature_cache_dir)
     model = CTCAcousticModel(**config)

@@ -13,7 +13,7 @@ from torch import nn
 
 import lhuc
 
-from ..model import FrontEndOutput
+from ..model import FrontEndOutput, run_layers
 
 
 class PrefixCache:
@@ -48,7 +48,8 @@ class PrefixCache:
                 front = self.model.frozen_front_end(wav, ones, [utt.id])
                 parts = [front.feats]
             else:
-                parts = [_run(self.prefix_layers, self.model.features(wav, ones, utt_ids=[utt.id]))]
+                feats = self.model.features(wav, ones, utt_ids=[utt.id])
+                parts = [run_layers(self.prefix_layers, feats)]  # one utterance: no padding
             self.store[utt.id] = tuple(p[0].cpu() for p in parts)
         return self.store[utt.id]
 
@@ -67,17 +68,11 @@ class PrefixCache:
             if self.inside_whisper:
                 rel = lengths / x.shape[1]
                 x = self.model.features_from(FrontEndOutput(x, rel, rel))
-            out = self.model.ctc_lin(_run(self.suffix_layers, x))
+            rel = self.model.rnn_lengths(lengths / x.shape[1])
+            out = self.model.ctc_lin(run_layers(self.suffix_layers, x, rel))
         if out.shape[1] == x.shape[1]:
             frames = lengths
         else:
             frames = torch.round(lengths / x.shape[1] * out.shape[1]).long()
         return out.log_softmax(dim=-1), frames.clamp(1, out.shape[1])
 
-
-def _run(layers, x):
-    for layer in layers:
-        x = layer(x)
-        if isinstance(x, tuple):
-            x = x[0]
-    return x

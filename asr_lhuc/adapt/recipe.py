@@ -89,7 +89,8 @@ class Models:
                                         "recipe's train.py or set it in the YAML")
             # A YAML without the key keeps the folder stored in the checkpoint.
             cache = self.hp.get("feature_cache_dir", STORED_CACHE_DIR)
-            self.loaded[path] = load_pretrained(path, feature_cache_dir=cache)
+            self.loaded[path] = load_pretrained(path, feature_cache_dir=cache,
+                                                pack_rnn=self.hp.get("pack_rnn"))
         model, encoder, _, _ = self.loaded[path]
         model = copy.deepcopy(model)
         if kind == "si":

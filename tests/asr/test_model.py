@@ -142,3 +142,39 @@ def test_init_from_pretrained_copies_the_network_but_not_lhuc(tmp_path):
                              dnn_neurons=24)
     with pytest.raises(ValueError, match="architecture"):
         init_from_pretrained(wider, path)
+
+
+def test_pack_rnn_makes_an_utterance_independent_of_its_batch():
+    """With padding, the backward RNN of the short utterance starts on its batch-mate's frames;
+    `pack_rnn` skips them, so the short utterance decodes as it does alone. (No CNN blocks, as
+    on Whisper features: CNN kernels at the end of an utterance see past it either way.)"""
+    wavs, _ = batch((1.0, 0.5))
+    lens = torch.tensor([1.0, 51 / 101])  # Fbank frames: 101 and 51 (0.5 * 101 would round to 50)
+    for pack in (False, True):
+        model = warmed(tiny_model(cnn_blocks=0, pack_rnn=pack))
+        with torch.no_grad():
+            together, _ = model(wavs, lens)
+            alone, _ = model(wavs[1:, : 8000], torch.ones(1))
+        n = alone.shape[1]
+        gap = (together[1, :n] - alone[0]).abs().max()
+        if pack:
+            assert gap < 1e-4 and bool((together[1, n:] == together[1, n:][0]).all())
+        else:
+            assert gap > 1e-3  # the leak this option closes
+
+
+def test_pack_rnn_reaches_the_prefix_cache_and_checkpoints(tmp_path):
+    from asr_lhuc.adapt import PrefixCache, SpeakerUtterance
+    model = warmed(tiny_model(cnn_blocks=0, projection_dim=16, pack_rnn=True))
+    model.attach_speaker_lhuc(["projection.act"], num_speakers=2)  # the RNN is in the suffix
+    wavs, lens = batch((1.0, 0.5))
+    utts = [SpeakerUtterance("long", "s", wavs[0], "A", 1.0),
+            SpeakerUtterance("short", "s", wavs[1, :8000], "A", 0.5)]
+    cache = PrefixCache(model)
+    with torch.no_grad():
+        together, frames = cache.log_probs(utts, None, "cpu")
+        alone, _ = cache.log_probs(utts[1:], None, "cpu")
+    assert torch.allclose(together[1, : frames[1]], alone[0], atol=1e-4)
+    path = save_pretrained(tmp_path / "m.pt", model, make_text_encoder(), SpeakerMap())
+    assert load_pretrained(path)[0].config["pack_rnn"] is True
+    assert load_pretrained(path, pack_rnn=False)[0].config["pack_rnn"] is False  # an override

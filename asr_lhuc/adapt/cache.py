@@ -68,8 +68,8 @@ class PrefixCache:
             if self.inside_whisper:
                 rel = lengths / x.shape[1]
                 x = self.model.features_from(FrontEndOutput(x, rel, rel))
-            rel = self.model.rnn_lengths(lengths / x.shape[1])
-            out = self.model.ctc_lin(run_layers(self.suffix_layers, x, rel))
+            rnn_lens = self.model.rnn_lengths(lengths / x.shape[1])
+            out = self.model.ctc_lin(run_layers(self.suffix_layers, x, rnn_lens))
         if out.shape[1] == x.shape[1]:
             frames = lengths
         else:

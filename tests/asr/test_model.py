@@ -167,7 +167,7 @@ def test_pack_rnn_reaches_the_prefix_cache_and_checkpoints(tmp_path):
     from asr_lhuc.adapt import PrefixCache, SpeakerUtterance
     model = warmed(tiny_model(cnn_blocks=0, projection_dim=16, pack_rnn=True))
     model.attach_speaker_lhuc(["projection.act"], num_speakers=2)  # the RNN is in the suffix
-    wavs, lens = batch((1.0, 0.5))
+    wavs, _ = batch((1.0, 0.5))
     utts = [SpeakerUtterance("long", "s", wavs[0], "A", 1.0),
             SpeakerUtterance("short", "s", wavs[1, :8000], "A", 0.5)]
     cache = PrefixCache(model)
